@@ -1,0 +1,1 @@
+"""sesam's command-line interface: a thin click layer over the ``stages`` library."""

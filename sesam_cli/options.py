@@ -1,0 +1,86 @@
+"""Options shared by several commands, as reusable click decorators (in the style of rasterio's rio)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable
+
+import click
+
+from stages.errors import SesamInputError
+from stages.presets import get_preset
+
+from .stream import Shard
+
+log = logging.getLogger("sesam")
+
+
+def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard | None:
+    if value is None:
+        return None
+    try:
+        index, count = (int(v) for v in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not K/N (e.g. 0/4)") from None
+    if count < 1 or not 0 <= index < count:
+        raise click.BadParameter(f"'{value}': need 0 <= K < N")
+    return Shard(index, count)
+
+
+def _parse_preset(ctx: click.Context, param: click.Parameter, value: str):
+    try:
+        return get_preset(value)
+    except SesamInputError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+inputs_argument = click.argument("inputs", nargs=-1, type=click.Path())
+images_option = click.option(
+    "--images", "images_dir", type=click.Path(file_okay=False),
+    help="Directory of photos, paired with the inputs by file stem (searched recursively).")
+strip_suffix_option = click.option(
+    "--strip-suffix", "strip_suffixes", multiple=True, metavar="SUFFIX",
+    help="Remove SUFFIX from file stems to form ids (repeatable), e.g. _gtFine_labelTrainIds and _leftImg8bit.")
+output_option = click.option(
+    "-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False),
+    help="Directory for this stage's artifacts, one file per image.")
+overwrite_option = click.option("--overwrite", is_flag=True, help="Redo images whose artifact is already up to date.")
+shard_option = click.option(
+    "--shard", callback=_parse_shard, metavar="K/N",
+    help="Process only shard K of N (0-based; records split by a hash of their id).")
+keep_going_option = click.option(
+    "--keep-going", is_flag=True, help="Log a failing image and go on; exit non-zero at the end.")
+classes_option = click.option(
+    "--classes", "preset", default="voc", show_default=True, callback=_parse_preset, metavar="PRESET|FILE",
+    help="Class preset (voc, cityscapes, ade20k) or a classes file (one 'name [R G B]' per line).")
+map_colours_option = click.option(
+    "--map-colours", is_flag=True, help="Accept colour (RGB) label PNGs and map them through the preset's palette.")
+seed_option = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+
+
+def compose(*decorators: Callable) -> Callable:
+    """Apply several option decorators as one."""
+    def wrap(func: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+    return wrap
+
+
+per_image_options = compose(inputs_argument, images_option, strip_suffix_option, output_option,
+                            overwrite_option, shard_option, keep_going_option)
+
+
+def handle_errors(func: Callable) -> Callable:
+    """Turn SesamInputError into a one-line ClickException; with -v, show the traceback instead."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SesamInputError as exc:
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None and ctx.find_root().obj and ctx.find_root().obj.get("verbose"):
+                log.exception("traceback")
+            raise click.ClickException(str(exc)) from exc
+    return wrapper

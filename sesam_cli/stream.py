@@ -1,0 +1,204 @@
+"""The record stream between commands, and the per-image loop every stage command runs.
+
+A record is one JSON object per line naming an image and the artifacts made for it so far, e.g.
+``{"id": "2007_000032", "image": "data/JPEGImages/2007_000032.jpg", "weak": "work/weak/2007_000032.png"}``.
+Records come from stdin, or are built from label files / directories given as arguments (paired
+with photos in ``--images DIR`` by file stem). Records go to stdout, everything else to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import click
+from tqdm import tqdm
+
+from stages.artifacts import is_current
+from stages.errors import SesamInputError
+from stages.labels import IMAGE_SUFFIXES
+
+log = logging.getLogger("sesam")
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (0-based, as SLURM array task ids): owns ids whose CRC32 % count == index."""
+
+    index: int
+    count: int
+
+    def owns(self, record_id: str) -> bool:
+        return zlib.crc32(record_id.encode("utf-8")) % self.count == self.index
+
+
+def record_id(path: str, strip_suffixes: Iterable[str] = ()) -> str:
+    """A record id from a file name: its stem, with the first matching suffix in ``strip_suffixes`` removed."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    for suffix in strip_suffixes:
+        if suffix and stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def _files_under(path: str, suffixes: tuple[str, ...]) -> list[str]:
+    """Files below ``path`` (recursively) whose names end in one of ``suffixes``, sorted."""
+    found = []
+    for root, _dirs, files in os.walk(path):
+        found.extend(os.path.join(root, f) for f in files
+                     if f.lower().endswith(suffixes) and not f.startswith("."))
+    return sorted(found)
+
+
+def index_images(images_dir: str, strip_suffixes: Iterable[str] = ()) -> dict[str, str]:
+    """Map record id -> photo path for every image below ``images_dir``."""
+    if not os.path.isdir(images_dir):
+        raise click.BadParameter(f"{images_dir}: no such directory", param_hint="--images")
+    return {record_id(p, strip_suffixes): p for p in _files_under(images_dir, IMAGE_SUFFIXES)}
+
+
+def records_from_files(inputs: Iterable[str], key: str, images_dir: str | None = None,
+                       strip_suffixes: Iterable[str] = (),
+                       suffixes: tuple[str, ...] = (".png", ".json")) -> list[Record]:
+    """Records built from files and directories: ``{"id": stem, key: path, "image": photo}``."""
+    strip_suffixes = tuple(strip_suffixes)
+    images = index_images(images_dir, strip_suffixes) if images_dir else None
+    records = []
+    for item in inputs:
+        if os.path.isdir(item):
+            paths = _files_under(item, suffixes)
+            if not paths:
+                raise click.BadParameter(f"{item}: no {'/'.join(suffixes)} files in this directory")
+        elif os.path.exists(item):
+            paths = [item]
+        else:
+            raise click.BadParameter(f"{item}: no such file or directory")
+        for path in paths:
+            rec: Record = {"id": record_id(path, strip_suffixes), key: path}
+            if images is not None:
+                if rec["id"] not in images:
+                    raise click.BadParameter(f"{path}: no photo named '{rec['id']}.*' under {images_dir}",
+                                             param_hint="--images")
+                rec["image"] = images[rec["id"]]
+            records.append(rec)
+    return records
+
+
+def records_from_lines(lines: Iterable[str], source: str = "<stdin>") -> Iterator[Record]:
+    """Parse newline-delimited JSON records; a bad line is an error naming its line number."""
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(f"{source} line {number}: not a JSON record ({exc.msg})") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
+            raise click.ClickException(f"{source} line {number}: a record must be a JSON object with a string 'id'")
+        yield rec
+
+
+def read_records(inputs: Iterable[str], key: str, images_dir: str | None = None,
+                 strip_suffixes: Iterable[str] = (), suffixes: tuple[str, ...] = (".png", ".json"),
+                 ) -> Iterable[Record]:
+    """Records from file/dir arguments if any, else from stdin; a terminal on stdin is a usage error."""
+    inputs = list(inputs)
+    if inputs:
+        return records_from_files(inputs, key, images_dir, strip_suffixes, suffixes)
+    stdin = click.get_text_stream("stdin")
+    if stdin.isatty():
+        raise click.UsageError("no input: give files or directories, or pipe records on stdin")
+    images = index_images(images_dir, strip_suffixes) if images_dir else None
+    return _with_images(records_from_lines(stdin), images, images_dir)
+
+
+def _with_images(records: Iterable[Record], images: dict[str, str] | None, images_dir: str | None) -> Iterator[Record]:
+    for rec in records:
+        if images is not None and "image" not in rec:
+            if rec["id"] not in images:
+                raise click.BadParameter(f"no photo named '{rec['id']}.*' under {images_dir}", param_hint="--images")
+            rec["image"] = images[rec["id"]]
+        yield rec
+
+
+def emit(record: Mapping[str, Any]) -> None:
+    """Write one record as a JSON line on stdout and flush, so the next command can start on it."""
+    out = click.get_text_stream("stdout")
+    out.write(json.dumps(record, sort_keys=False) + "\n")
+    out.flush()
+
+
+def require(record: Mapping[str, Any], *keys: str) -> None:
+    """Raise a ClickException if ``record`` lacks any of ``keys`` (an upstream stage is missing)."""
+    missing = [k for k in keys if not record.get(k)]
+    if missing:
+        raise SesamInputError(None, f"record '{record.get('id')}' has no {', '.join(repr(k) for k in missing)}; "
+                                    "run the stage that makes it first (or give it as an option)")
+
+
+def progress(iterable: Iterable[Any], desc: str, total: int | None = None) -> Iterable[Any]:
+    """A progress bar on stderr, silent with -q or when stderr is not a terminal and SESAM_PROGRESS is unset."""
+    ctx = click.get_current_context(silent=True)
+    quiet = bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
+    enabled = not quiet and (sys.stderr.isatty() or os.environ.get("SESAM_PROGRESS") == "1")
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)  # type: ignore[arg-type]
+    return tqdm(iterable, desc=desc, total=total, disable=not enabled, file=sys.stderr,
+                unit="img", dynamic_ncols=True)
+
+
+@dataclass
+class PerImageStage:
+    """The loop of a per-image command: shard, skip what is up to date, make, add the key, emit.
+
+    ``make(record, out_path)`` writes the artifact (atomically, through ``stages.artifacts`` or
+    ``stages.labels``) and may add more keys to the record. With ``keep_going`` a failing image is
+    logged and left out of the stream, and the command exits non-zero at the end.
+    """
+
+    stage: str
+    key: str
+    output_dir: str
+    suffix: str
+    params: Mapping[str, Any]
+    overwrite: bool = False
+    shard: Shard | None = None
+    keep_going: bool = False
+    counts: dict[str, int] = field(default_factory=lambda: {"made": 0, "skipped": 0, "failed": 0})
+
+    def output_path(self, record: Mapping[str, Any]) -> str:
+        return os.path.join(self.output_dir, record["id"] + self.suffix)
+
+    def run(self, records: Iterable[Record], make: Callable[[Record, str], None]) -> None:
+        os.makedirs(self.output_dir, exist_ok=True)
+        for rec in progress(records, self.stage):
+            if self.shard is not None and not self.shard.owns(rec["id"]):
+                continue
+            out = self.output_path(rec)
+            inputs = {k: v for k, v in rec.items() if k != self.key}
+            try:
+                if not self.overwrite and is_current(out, self.stage, self.params, inputs):
+                    self.counts["skipped"] += 1
+                else:
+                    make(rec, out)
+                    self.counts["made"] += 1
+            except SesamInputError as exc:
+                if not self.keep_going:
+                    raise click.ClickException(str(exc)) from exc
+                log.error("%s", exc)
+                self.counts["failed"] += 1
+                continue
+            rec[self.key] = out
+            emit(rec)
+        log.info("%s: %d made, %d up to date, %d failed", self.stage, self.counts["made"],
+                 self.counts["skipped"], self.counts["failed"])
+        if self.counts["failed"]:
+            raise click.ClickException(f"{self.stage}: {self.counts['failed']} image(s) failed (see above)")

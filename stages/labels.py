@@ -1,0 +1,134 @@
+"""Photos and label maps on disk.
+
+Photos read as (H, W, 3) uint8 RGB. Label maps are single-channel PNGs of class indices, written in
+mode "P" with the preset's palette so they open as coloured pictures and read back as indices;
+255 = ignore. Provenance rides along in a PNG text chunk named ``sesam``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+import numpy as np
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+from .artifacts import atomic_path
+from .errors import SesamInputError
+from .presets import ClassPreset
+
+PNG_TEXT_KEY = "sesam"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _open(path: str | os.PathLike) -> Image.Image:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise SesamInputError(path, "no such file")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise SesamInputError(path, f"not a readable image (truncated or corrupt?): {exc}") from None
+    return image
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """A photo as (H, W, 3) uint8 RGB."""
+    image = _open(path)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) of an image file, reading only its header."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise SesamInputError(path, "no such file")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise SesamInputError(path, f"not a readable image: {exc}") from None
+    return height, width
+
+
+def colours_to_indices(rgb: np.ndarray, preset: ClassPreset, path: str | os.PathLike) -> np.ndarray:
+    """Map an (H, W, 3) colour label to class indices by the preset's palette (white = 255)."""
+    lut = preset.colour_lut()
+    codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    palette_codes = (lut[:, 0].astype(np.int32) << 16) | (lut[:, 1].astype(np.int32) << 8) | lut[:, 2]
+    known = {int(code): idx for idx, code in list(enumerate(palette_codes))[::-1]
+             if idx < preset.num_classes or idx == 255}
+    uniq, inverse = np.unique(codes, return_inverse=True)
+    mapped = np.empty(uniq.shape, np.uint8)
+    for i, code in enumerate(uniq):
+        if int(code) not in known:
+            colour = (int(code) >> 16, (int(code) >> 8) & 255, int(code) & 255)
+            raise SesamInputError(path, f"colour {colour} is not in the '{preset.name}' palette")
+        mapped[i] = known[int(code)]
+    return mapped[inverse].reshape(codes.shape)
+
+
+def read_label(path: str | os.PathLike, preset: ClassPreset, map_colours: bool = False,
+               expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """A label map as (H, W) uint8 class indices, 255 = ignore.
+
+    Palette ("P"), grey ("L") and 16-bit PNGs are read as indices. A colour (RGB) label is refused
+    unless ``map_colours`` is set, which maps colours through the preset's palette. Values outside
+    the preset, and a size other than ``expected_size`` (H, W), raise SesamInputError.
+    """
+    image = _open(path)
+    if image.mode in ("P", "L"):
+        label = np.asarray(image)
+    elif image.mode in ("I", "I;16", "I;16B"):
+        label = np.asarray(image).astype(np.int64)
+    elif image.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(image.convert("RGB"))
+        if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+            label = rgb[..., 0]
+        elif map_colours:
+            label = colours_to_indices(rgb, preset, path)
+        else:
+            raise SesamInputError(
+                path, "is a colour (RGB) image, not a map of class indices; pass --map-colours to "
+                      f"map colours through the '{preset.name}' palette")
+    else:
+        raise SesamInputError(path, f"unsupported PNG mode '{image.mode}' for a label map")
+    preset.check_values(label, path)
+    label = label.astype(np.uint8)
+    if expected_size is not None and label.shape != tuple(expected_size):
+        raise SesamInputError(
+            path, f"label size {label.shape[1]}x{label.shape[0]} (WxH) does not match its photo's "
+                  f"{expected_size[1]}x{expected_size[0]}")
+    return label
+
+
+def write_label(path: str | os.PathLike, label: np.ndarray, preset: ClassPreset,
+                meta: Mapping[str, Any] | None = None) -> None:
+    """Atomically write an (H, W) uint8 index map as a palette PNG with optional provenance text."""
+    image = Image.fromarray(np.asarray(label, dtype=np.uint8), mode="P")
+    image.putpalette(preset.palette())
+    write_png(path, image, meta)
+
+
+def write_png(path: str | os.PathLike, image: Image.Image, meta: Mapping[str, Any] | None = None) -> None:
+    """Atomically write a PIL image as PNG, with ``meta`` as JSON in the ``sesam`` text chunk."""
+    info = PngImagePlugin.PngInfo()
+    if meta is not None:
+        info.add_text(PNG_TEXT_KEY, json.dumps(dict(meta), sort_keys=True, default=str))
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG", pnginfo=info)
+
+
+def read_png_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The provenance stored by write_png, or None for a PNG without it or one that does not read."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            text = image.text.get(PNG_TEXT_KEY)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+    return None if text is None else json.loads(text)

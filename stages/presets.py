@@ -1,0 +1,161 @@
+"""Class presets: names, palettes and whether index 0 is a background class.
+
+A preset maps class indices 0..K-1 to names and RGB colours; 255 is always "ignore / unlabelled".
+Built in: ``voc`` (21 classes, 0 = background), ``cityscapes`` (19 train ids), ``ade20k`` (150
+classes, the usual reduce-zero-label indices). Any other class list comes from a text file with one
+class per line, ``name`` or ``name R G B``; a first class named ``background`` marks a background class.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import IGNORE_INDEX
+from .errors import SesamInputError
+
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+
+CITYSCAPES_CLASSES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle",
+    "bicycle",
+)
+
+CITYSCAPES_COLOURS = (
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
+    (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+)
+
+ADE20K_CLASSES = (
+    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass",
+    "cabinet", "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain", "chair",
+    "car", "water", "painting", "sofa", "shelf", "house", "sea", "mirror", "rug", "field", "armchair",
+    "seat", "fence", "desk", "rock", "wardrobe", "lamp", "bathtub", "railing", "cushion", "base", "box",
+    "column", "signboard", "chest of drawers", "counter", "sand", "sink", "skyscraper", "fireplace",
+    "refrigerator", "grandstand", "path", "stairs", "runway", "case", "pool table", "pillow",
+    "screen door", "stairway", "river", "bridge", "bookcase", "blind", "coffee table", "toilet",
+    "flower", "book", "hill", "bench", "countertop", "stove", "palm", "kitchen island", "computer",
+    "swivel chair", "boat", "bar", "arcade machine", "hovel", "bus", "towel", "light", "truck", "tower",
+    "chandelier", "awning", "streetlight", "booth", "television receiver", "airplane", "dirt track",
+    "apparel", "pole", "land", "bannister", "escalator", "ottoman", "bottle", "buffet", "poster",
+    "stage", "van", "ship", "fountain", "conveyer belt", "canopy", "washer", "plaything",
+    "swimming pool", "stool", "barrel", "basket", "waterfall", "tent", "bag", "minibike", "cradle",
+    "oven", "ball", "food", "step", "tank", "trade name", "microwave", "pot", "animal", "bicycle",
+    "lake", "dishwasher", "screen", "blanket", "sculpture", "hood", "sconce", "vase", "traffic light",
+    "tray", "ashcan", "fan", "pier", "crt screen", "plate", "monitor", "bulletin board", "shower",
+    "radiator", "glass", "clock", "flag",
+)
+
+
+def pascal_colourmap(n: int = 256) -> np.ndarray:
+    """The PASCAL VOC colour map: (n, 3) uint8, index i's colour from the bits of i."""
+    cmap = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        cmap[i] = (r, g, b)
+    return cmap
+
+
+@dataclass(frozen=True)
+class ClassPreset:
+    """A class list. ``colours`` is (K, 3) uint8; ``has_background`` means class 0 is background."""
+
+    name: str
+    classes: tuple[str, ...]
+    colours: np.ndarray
+    has_background: bool
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def palette(self) -> list[int]:
+        """A 768-entry PIL palette: the class colours, then the VOC colour map, 255 = white."""
+        full = pascal_colourmap(256)
+        full[: self.num_classes] = self.colours
+        full[IGNORE_INDEX] = (255, 255, 255)
+        return full.reshape(-1).tolist()
+
+    def colour_lut(self) -> np.ndarray:
+        """(256, 3) uint8 lookup from class index to colour, for drawing."""
+        return np.asarray(self.palette(), dtype=np.uint8).reshape(256, 3)
+
+    def check_values(self, label: np.ndarray, path: str | os.PathLike | None) -> None:
+        """Raise SesamInputError if ``label`` holds values that are neither classes nor 255."""
+        values = np.unique(label)
+        bad = values[(values >= self.num_classes) & (values != IGNORE_INDEX)]
+        if bad.size:
+            shown = ", ".join(str(v) for v in bad[:10])
+            raise SesamInputError(
+                path,
+                f"class values {shown} are outside the '{self.name}' preset "
+                f"(0..{self.num_classes - 1}, and 255 = ignore)",
+            )
+
+
+def _builtin(name: str) -> ClassPreset:
+    if name == "voc":
+        return ClassPreset("voc", VOC_CLASSES, pascal_colourmap(21), True)
+    if name == "cityscapes":
+        return ClassPreset("cityscapes", CITYSCAPES_CLASSES, np.array(CITYSCAPES_COLOURS, np.uint8), False)
+    if name == "ade20k":
+        return ClassPreset("ade20k", ADE20K_CLASSES, pascal_colourmap(151)[1:], False)
+    raise KeyError(name)
+
+
+BUILTIN_PRESETS = ("voc", "cityscapes", "ade20k")
+
+
+def load_classes_file(path: str | os.PathLike) -> ClassPreset:
+    """Read a class list: one class per line, ``name`` or ``name R G B``; '#' starts a comment."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = [ln.split("#", 1)[0].strip() for ln in handle]
+    except OSError as exc:
+        raise SesamInputError(path, f"cannot read the classes file ({exc.strerror})") from None
+    names, colours = [], []
+    default = pascal_colourmap(256)
+    for line in lines:
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) >= 4 and all(p.isdigit() for p in parts[-3:]):
+            rgb = tuple(int(p) for p in parts[-3:])
+            if max(rgb) > 255:
+                raise SesamInputError(path, f"colour {rgb} of '{line}' is not 0..255")
+            names.append(" ".join(parts[:-3]))
+            colours.append(rgb)
+        else:
+            names.append(line)
+            colours.append(tuple(default[len(names) - 1]))
+    if not names:
+        raise SesamInputError(path, "the classes file lists no class")
+    if len(names) > 255:
+        raise SesamInputError(path, f"{len(names)} classes; at most 255 fit next to the ignore value 255")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return ClassPreset(stem, tuple(names), np.array(colours, np.uint8), names[0].lower() == "background")
+
+
+def get_preset(name_or_path: str) -> ClassPreset:
+    """A built-in preset by name, or a class list read from a file path."""
+    if name_or_path in BUILTIN_PRESETS:
+        return _builtin(name_or_path)
+    if os.path.exists(name_or_path):
+        return load_classes_file(name_or_path)
+    raise SesamInputError(
+        name_or_path,
+        f"neither a built-in preset ({', '.join(BUILTIN_PRESETS)}) nor an existing classes file",
+    )
