@@ -56,6 +56,9 @@ classes_option = click.option(
     help="Class preset (voc, cityscapes, ade20k) or a classes file (one 'name [R G B]' per line).")
 map_colours_option = click.option(
     "--map-colours", is_flag=True, help="Accept colour (RGB) label PNGs and map them through the preset's palette.")
+reduce_zero_label_option = click.option(
+    "--reduce-zero-label", is_flag=True,
+    help="Ground truth uses 0 for 'other' (ADE20K files): read 0 as ignore and k as class k-1.")
 seed_option = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
 
 

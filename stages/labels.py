@@ -73,12 +73,13 @@ def colours_to_indices(rgb: np.ndarray, preset: ClassPreset, path: str | os.Path
 
 
 def read_label(path: str | os.PathLike, preset: ClassPreset, map_colours: bool = False,
-               expected_size: tuple[int, int] | None = None) -> np.ndarray:
+               expected_size: tuple[int, int] | None = None, reduce_zero_label: bool = False) -> np.ndarray:
     """A label map as (H, W) uint8 class indices, 255 = ignore.
 
     Palette ("P"), grey ("L") and 16-bit PNGs are read as indices. A colour (RGB) label is refused
-    unless ``map_colours`` is set, which maps colours through the preset's palette. Values outside
-    the preset, and a size other than ``expected_size`` (H, W), raise SesamInputError.
+    unless ``map_colours`` is set, which maps colours through the preset's palette.
+    ``reduce_zero_label`` reads ADE20K-style files where 0 = "other": 0 becomes 255 and k becomes k-1.
+    Values outside the preset, and a size other than ``expected_size`` (H, W), raise SesamInputError.
     """
     image = _open(path)
     if image.mode in ("P", "L"):
@@ -97,6 +98,8 @@ def read_label(path: str | os.PathLike, preset: ClassPreset, map_colours: bool =
                       f"map colours through the '{preset.name}' palette")
     else:
         raise SesamInputError(path, f"unsupported PNG mode '{image.mode}' for a label map")
+    if reduce_zero_label:
+        label = np.where(label == 0, 256, label.astype(np.int64)) - 1
     preset.check_values(label, path)
     label = label.astype(np.uint8)
     if expected_size is not None and label.shape != tuple(expected_size):

@@ -179,3 +179,11 @@ def test_per_image_stage_skips_up_to_date_and_resumes_after_failure(tmp_path, ca
     strict = PerImageStage("unit", "thing", str(tmp_path), ".h5", {"p": 1})
     with pytest.raises(click.ClickException, match="bad.png: is broken"):
         strict.run([{"id": "bad"}], make)
+
+
+def test_reduce_zero_label_reads_ade20k_encoding(tmp_path):
+    path = tmp_path / "ade.png"
+    Image.fromarray(np.array([[0, 1, 150]], np.uint8), mode="L").save(path)
+    assert read_label(path, get_preset("ade20k"), reduce_zero_label=True).tolist() == [[255, 0, 149]]
+    with pytest.raises(SesamInputError, match="class values 150"):
+        read_label(path, get_preset("ade20k"))
