@@ -131,7 +131,20 @@ def stored_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
     if path.endswith(".png"):
         from .labels import read_png_provenance
         return read_png_provenance(path)
+    if path.endswith(".json"):
+        return read_json_provenance(path)
     return {"params": None}
+
+
+def read_json_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The provenance a JSON artifact carries under its ``sesam`` key, or None without it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    stored = content.get("sesam") if isinstance(content, dict) else None
+    return stored if isinstance(stored, dict) else None
 
 
 def is_current(path: str | os.PathLike, stage: str, params: Mapping[str, Any],

@@ -102,11 +102,29 @@ def read_label(path: str | os.PathLike, preset: ClassPreset, map_colours: bool =
         label = np.where(label == 0, 256, label.astype(np.int64)) - 1
     preset.check_values(label, path)
     label = label.astype(np.uint8)
-    if expected_size is not None and label.shape != tuple(expected_size):
-        raise SesamInputError(
-            path, f"label size {label.shape[1]}x{label.shape[0]} (WxH) does not match its photo's "
-                  f"{expected_size[1]}x{expected_size[0]}")
+    _check_size(path, label, expected_size)
     return label
+
+
+def _check_size(path: str | os.PathLike, array: np.ndarray, expected_size: tuple[int, int] | None) -> None:
+    if expected_size is not None and array.shape[:2] != tuple(expected_size):
+        raise SesamInputError(
+            path, f"label size {array.shape[1]}x{array.shape[0]} (WxH) does not match its photo's "
+                  f"{expected_size[1]}x{expected_size[0]}")
+
+
+def read_single_channel(path: str | os.PathLike, expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """An 8-bit single-channel PNG (instance ids, confidences) as (H, W) uint8, values unchecked.
+
+    Palette ("P") and grey ("L") images read as their stored values; anything else, and a size other
+    than ``expected_size`` (H, W), raises SesamInputError.
+    """
+    image = _open(path)
+    if image.mode not in ("P", "L"):
+        raise SesamInputError(path, f"is a '{image.mode}' image, not an 8-bit single-channel PNG")
+    array = np.asarray(image)
+    _check_size(path, array, expected_size)
+    return array
 
 
 def write_label(path: str | os.PathLike, label: np.ndarray, preset: ClassPreset,

