@@ -1,0 +1,394 @@
+"""SeSAM step 4: choose SAM mask hypotheses that agree with the weak label, merge them into a class map.
+
+Inputs are the arrays of the ``masks``, ``prompts`` and ``components`` artifacts (FORMATS.md):
+``masks`` bool (S, M, H, W), M hypotheses per prompt set; ``iou`` float32 (S, M), SAM's predicted
+IoU; ``set_class`` / ``set_component`` int32 (S,); the weak label uint8 (H, W) (255 = unlabelled)
+and its ``component_map`` int32 (H, W) (0 = none, k = component k). Strategies:
+
+- ``sesam`` (:func:`select_sesam`): per prompt set, reject hypotheses that cover other classes'
+  labelled pixels beyond a tolerance and, for dense components (coarse masks, predictions), those
+  lying mostly off their own component; among the rest take those within ``tie_margin`` of the best
+  coverage of the own component's labelled pixels, then the most confident (dense) or the largest
+  (sparse: clicks and scribbles, which every hypothesis covers alike). For a boxes source a
+  hypothesis must lie mostly inside its box and cover a good part of it.
+- ``jiang`` (:func:`select_fixed`): Jiang & Yang 2023, one fixed hypothesis index per set (theirs: 3).
+- ``cam-merge`` (:func:`select_cam_merge`): Chen et al. 2023, automatic-mode masks given to the
+  (foreground) class of a CAM pseudo-label map they lie in (over half of the mask) or cover (at
+  least 85% of the class region); CAM pixels no mask claims keep their label.
+
+All strategies merge the kept masks by score-weighted votes (:class:`VoteParams`, :func:`merge_votes`):
+a pixel takes the class with the most votes when its share of all votes exceeds ``min_vote_share``;
+pixels with conflicting votes or none become 255, or ``fill_class`` (background) when given;
+labelled weak pixels keep their class (confidence 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from . import IGNORE_INDEX
+from .artifacts import read_h5
+from .errors import SesamInputError
+
+STRATEGIES = ("sesam", "jiang", "cam-merge")
+DENSE_MODES = ("auto", "yes", "no")
+JIANG_HYPOTHESIS = 3
+"""Jiang & Yang's choice: SAM's third multimask output, index 3 (hypothesis 0 is the single-mask output)."""
+DENSE_MIN_PIXELS = 8
+"""A component thinner than this many pixels is never dense (clicks, strokes), whatever the image size."""
+CAM_ONLY_CONFIDENCE = 0.5
+"""Confidence of cam-merge pixels that keep their CAM label (no SAM mask claimed them)."""
+MASKS_STAGE = "sam-predict"
+MASK_DATASETS = ("masks", "iou_predictions", "set_component", "set_class")
+
+
+def read_masks(path: str) -> dict[str, np.ndarray]:
+    """The datasets of a ``masks`` artifact (stage sam-predict) that selection needs: ``masks`` bool
+    (S, M, H, W), ``iou_predictions`` (S, M), ``set_component``, ``set_class`` (S,), and any others
+    it holds. A file that is not one raises SesamInputError naming it."""
+    datasets, _attrs = read_h5(path, MASKS_STAGE)
+    missing = [name for name in MASK_DATASETS if name not in datasets]
+    if missing:
+        raise SesamInputError(path, f"lacks dataset(s) {', '.join(missing)}; rerun 'sesam sam-predict'")
+    masks = datasets["masks"]
+    if (masks.ndim != 4 or datasets["iou_predictions"].shape != masks.shape[:2]
+            or datasets["set_class"].shape != masks.shape[:1] or datasets["set_component"].shape != masks.shape[:1]):
+        raise SesamInputError(path, "inconsistent dataset shapes; rerun 'sesam sam-predict'")
+    return datasets
+
+
+@dataclass(frozen=True)
+class SesamParams:
+    """The thresholds of the ``sesam`` strategy; fractions are in 0..1.
+
+    - ``other_tolerance``: reject a hypothesis when other classes' labelled pixels make up more than
+      this fraction of the labelled pixels it covers (other classes' and its own component's); when
+      every hypothesis of a set is rejected, the least mixed one is kept if its fraction is below
+      ``other_limit``.
+    - ``dense``: ``auto`` decides per component: dense when its thickness (twice its largest inner
+      distance) is at least ``dense_thickness`` of the image's longest side and ``DENSE_MIN_PIXELS``;
+      ``yes`` or ``no`` force it.
+    - ``min_own_fraction``: dense components only: reject a hypothesis with less than this fraction
+      of its pixels on its own component.
+    - ``tie_margin``: hypotheses whose own-coverage is within this of the best one tie; a tie goes to
+      the highest predicted IoU (dense, boxes) or the largest hypothesis (sparse).
+    - ``box_min_inside`` / ``box_min_cover``: boxes source: a hypothesis needs at least this fraction
+      of itself inside its box, and must cover at least this fraction of the box.
+
+    The defaults are the ones the quality benchmark (benchmarks/bench_quality.py) supports.
+    """
+
+    other_tolerance: float = 0.3
+    other_limit: float = 0.5
+    dense: str = "auto"
+    dense_thickness: float = 0.02
+    min_own_fraction: float = 0.2
+    tie_margin: float = 0.05
+    box_min_inside: float = 0.8
+    box_min_cover: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.dense not in DENSE_MODES:
+            raise ValueError(f"dense must be one of {', '.join(DENSE_MODES)}, not '{self.dense}'")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class VoteParams:
+    """How kept masks are merged (every strategy).
+
+    A mask votes for its class with weight predicted IoU / (mask area / image area) ** ``size_exponent``
+    (smaller masks weigh more: where masks overlap, the smaller one is usually the more specific);
+    a pixel takes the class with the most votes when its share of all votes exceeds
+    ``min_vote_share``, else it is undecided.
+    """
+
+    min_vote_share: float = 0.5
+    size_exponent: float = 0.25
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Selection:
+    """The result of a selection strategy.
+
+    - ``label``: uint8 (H, W) class map, 255 = no decision;
+    - ``confidence``: float32 (H, W) in 0..1;
+    - ``hypothesis_class``: int32 (S, M), the class each hypothesis was merged as, -1 = not kept.
+    """
+
+    label: np.ndarray
+    confidence: np.ndarray
+    hypothesis_class: np.ndarray
+
+    @property
+    def kept(self) -> np.ndarray:
+        """int32 (S,): the kept hypothesis of each prompt set (the first, if several), -1 = none."""
+        taken = self.hypothesis_class >= 0
+        return np.where(taken.any(axis=1), taken.argmax(axis=1), -1).astype(np.int32)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One object: ``mask`` bool (H, W), its class, and its score (mean predicted IoU of its masks)."""
+
+    mask: np.ndarray
+    class_index: int
+    score: float
+
+
+def component_thickness(component_map: np.ndarray, count: int) -> np.ndarray:
+    """float64 (K,): twice the largest distance from a pixel of component k to outside it, in px."""
+    thickness = np.zeros(count, np.float64)
+    for index, bounds in enumerate(ndimage.find_objects(component_map, max_label=count)):
+        if bounds is not None:
+            crop = np.pad(component_map[bounds] == index + 1, 1)
+            thickness[index] = 2 * ndimage.distance_transform_edt(crop).max()
+    return thickness
+
+
+def boxes_weak_label(component_map: np.ndarray, background_class: int | None) -> np.ndarray:
+    """The weak label a boxes source implies: ``background_class`` outside every box, 255 elsewhere
+    (all 255 for a preset without a background class). ``component_map`` int32 (H, W) paints the
+    boxes (0 = outside every box)."""
+    weak = np.full(component_map.shape, IGNORE_INDEX, np.uint8)
+    if background_class is not None:
+        weak[component_map == 0] = background_class
+    return weak
+
+
+def merge_votes(masks: np.ndarray, hypothesis_class: np.ndarray, scores: np.ndarray,
+                votes: VoteParams = VoteParams()) -> tuple[np.ndarray, np.ndarray]:
+    """Merge kept hypotheses by votes (see :class:`VoteParams`).
+
+    ``masks`` bool (S, M, H, W); ``hypothesis_class`` int32 (S, M), -1 = not kept; ``scores``
+    float (S, M), SAM's predicted IoU. Returns the winning class uint8 (H, W) (255 where undecided)
+    and its confidence float32 (H, W): the winner's share of the votes times the highest predicted
+    IoU among the masks covering the pixel, 0 where undecided.
+    """
+    height, width = masks.shape[-2:]
+    classes = np.unique(hypothesis_class[hypothesis_class >= 0])
+    label = np.full((height, width), IGNORE_INDEX, np.uint8)
+    confidence = np.zeros((height, width), np.float32)
+    if classes.size == 0:
+        return label, confidence
+    tally = np.zeros((classes.size, height, width), np.float32)
+    best_score = np.zeros((height, width), np.float32)
+    for s, m in zip(*np.nonzero(hypothesis_class >= 0)):
+        mask = masks[s, m]
+        area_fraction = max(int(mask.sum()), 1) / mask.size
+        score = max(float(scores[s, m]), 1e-3)
+        slot = int(np.searchsorted(classes, hypothesis_class[s, m]))
+        tally[slot][mask] += score / area_fraction ** votes.size_exponent
+        np.maximum(best_score, np.where(mask, np.float32(score), np.float32(0)), out=best_score)
+    total = tally.sum(axis=0)
+    winner = tally.argmax(axis=0)
+    best = np.take_along_axis(tally, winner[None], axis=0)[0]
+    decided = (total > 0) & (best > votes.min_vote_share * total)
+    label[decided] = classes[winner[decided]]
+    confidence[decided] = best[decided] / total[decided] * best_score[decided]
+    return label, confidence
+
+
+def overlay_weak(label: np.ndarray, confidence: np.ndarray, weak_label: np.ndarray,
+                 fill_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled pixels of ``weak_label`` (H, W) uint8 keep their class with confidence 1 over
+    ``label`` / ``confidence``; undecided (255) pixels take ``fill_class`` when given."""
+    if fill_class is not None:
+        label = np.where(label == IGNORE_INDEX, np.uint8(fill_class), label)
+    labelled = weak_label != IGNORE_INDEX
+    label = np.where(labelled, weak_label, label).astype(np.uint8)
+    confidence = np.where(labelled, np.float32(1), confidence).astype(np.float32)
+    return label, confidence
+
+
+def _check_shapes(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, weak_label: np.ndarray) -> None:
+    if masks.ndim != 4 or iou.shape != masks.shape[:2] or set_class.shape != masks.shape[:1]:
+        raise ValueError(f"masks {masks.shape}, iou {iou.shape} and set_class {set_class.shape} "
+                         "do not fit (S, M, H, W), (S, M), (S,)")
+    if masks.shape[2:] != weak_label.shape:
+        raise ValueError(f"masks are {masks.shape[3]}x{masks.shape[2]} (WxH) but the weak label is "
+                         f"{weak_label.shape[1]}x{weak_label.shape[0]}")
+
+
+def _pick(valid: np.ndarray, coverage: np.ndarray, preference: np.ndarray, tie_margin: float) -> int:
+    """The hypothesis among ``valid`` within ``tie_margin`` of the best coverage with the highest
+    ``preference``; -1 if none is valid."""
+    if not valid.any():
+        return -1
+    best = coverage[valid].max()
+    tied = valid & (coverage >= best - tie_margin)
+    return int(np.where(tied, preference, -np.inf).argmax())
+
+
+def _choose_in_boxes(masks: np.ndarray, area: np.ndarray, iou: np.ndarray, set_component: np.ndarray,
+                     component_box: np.ndarray, params: SesamParams) -> np.ndarray:
+    """The box rule of :func:`choose_sesam`: mostly inside the box, covering a good part of it."""
+    kept = np.full(masks.shape[0], -1, np.int32)
+    for s in range(masks.shape[0]):
+        x0, y0, x1, y1 = (int(round(v)) for v in component_box[set_component[s] - 1])
+        box_area = (x1 - x0 + 1) * (y1 - y0 + 1)
+        inside = masks[s, :, y0:y1 + 1, x0:x1 + 1].sum(axis=(1, 2))
+        valid = ((area[s] > 0) & (inside >= params.box_min_inside * area[s])
+                 & (inside >= params.box_min_cover * box_area))
+        kept[s] = _pick(valid, inside / box_area, iou[s], params.tie_margin)
+    return kept
+
+
+def choose_sesam(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, set_component: np.ndarray,
+                 weak_label: np.ndarray, component_map: np.ndarray, params: SesamParams = SesamParams(),
+                 component_box: np.ndarray | None = None) -> np.ndarray:
+    """The hypothesis the ``sesam`` rule keeps for each prompt set: int32 (S,), -1 = none.
+
+    ``component_box`` float (K, 4) XYXY (max inclusive) marks a boxes source: component k is the
+    box, not its pixels in ``component_map``, and the box rules apply instead of the label rules.
+    """
+    _check_shapes(masks, iou, set_class, weak_label)
+    count, hypotheses = masks.shape[:2]
+    flat_masks = masks.reshape(count, hypotheses, -1)
+    area = flat_masks.sum(axis=2)
+    if component_box is not None:
+        return _choose_in_boxes(masks, area, iou, set_component, component_box, params)
+    kept = np.full(count, -1, np.int32)
+    components = int(component_map.max())
+    flat_components = component_map.ravel()
+    order = np.argsort(flat_components, kind="stable")
+    starts = np.searchsorted(flat_components[order], np.arange(components + 2))
+    labelled = np.flatnonzero(weak_label.ravel() != IGNORE_INDEX)
+    labelled_class = weak_label.ravel()[labelled]
+    if params.dense == "auto":
+        threshold = max(params.dense_thickness * max(weak_label.shape), DENSE_MIN_PIXELS)
+        dense = component_thickness(component_map, components) >= threshold
+    else:
+        dense = np.full(components, params.dense == "yes")
+    for s in range(count):
+        component = int(set_component[s])
+        own = order[starts[component]:starts[component + 1]]
+        own_overlap = flat_masks[s][:, own].sum(axis=1)
+        other_overlap = flat_masks[s][:, labelled[labelled_class != set_class[s]]].sum(axis=1)
+        is_dense = bool(dense[component - 1])
+        usable = area[s] > 0
+        if is_dense:
+            usable &= own_overlap >= params.min_own_fraction * area[s]
+        other_share = other_overlap / np.maximum(own_overlap + other_overlap, 1)
+        valid = usable & (other_share <= params.other_tolerance)
+        if not valid.any() and usable.any():
+            least = other_share[usable].min()
+            valid = usable & (other_share == least) & (least < params.other_limit)
+        kept[s] = _pick(valid, own_overlap / max(len(own), 1), iou[s] if is_dense else area[s].astype(float),
+                        params.tie_margin)
+    return kept
+
+
+def kept_classes(kept: np.ndarray, set_class: np.ndarray, hypotheses: int) -> np.ndarray:
+    """(S, M) int32 hypothesis classes from ``kept`` (S,) hypothesis indices (-1 = none): the set's
+    class at its kept hypothesis, -1 elsewhere (the input of :func:`merge_votes`)."""
+    hypothesis_class = np.full((kept.shape[0], hypotheses), -1, np.int32)
+    rows = np.flatnonzero(kept >= 0)
+    hypothesis_class[rows, kept[rows]] = set_class[rows]
+    return hypothesis_class
+
+
+def _select_kept(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, kept: np.ndarray,
+                 weak_label: np.ndarray, votes: VoteParams, fill_class: int | None) -> Selection:
+    hypothesis_class = kept_classes(kept, set_class, masks.shape[1])
+    label, confidence = merge_votes(masks, hypothesis_class, iou, votes)
+    label, confidence = overlay_weak(label, confidence, weak_label, fill_class)
+    return Selection(label, confidence, hypothesis_class)
+
+
+def select_sesam(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, set_component: np.ndarray,
+                 weak_label: np.ndarray, component_map: np.ndarray, params: SesamParams = SesamParams(),
+                 component_box: np.ndarray | None = None, fill_class: int | None = None,
+                 votes: VoteParams = VoteParams()) -> Selection:
+    """The ``sesam`` strategy: :func:`choose_sesam`, then merge by votes; labelled weak pixels keep
+    their class. ``fill_class``: the class for undecided pixels (None: 255).
+
+    ``refine`` calls this with a network prediction as the (dense) weak label.
+    """
+    kept = choose_sesam(masks, iou, set_class, set_component, weak_label, component_map, params, component_box)
+    return _select_kept(masks, iou, set_class, kept, weak_label, votes, fill_class)
+
+
+def select_fixed(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, weak_label: np.ndarray,
+                 hypothesis: int = JIANG_HYPOTHESIS, fill_class: int | None = None,
+                 votes: VoteParams = VoteParams()) -> Selection:
+    """Jiang & Yang's rule: hypothesis ``hypothesis`` of every prompt set, merged per class by votes
+    (with ``hypothesis=0`` and centroid prompts: the naive baseline)."""
+    _check_shapes(masks, iou, set_class, weak_label)
+    if not 0 <= hypothesis < masks.shape[1]:
+        raise ValueError(f"hypothesis {hypothesis} does not exist: the masks have {masks.shape[1]} per prompt set")
+    kept = np.full(masks.shape[0], hypothesis, np.int32)
+    return _select_kept(masks, iou, set_class, kept, weak_label, votes, fill_class)
+
+
+def _check_cam_shapes(masks: np.ndarray, iou: np.ndarray, cam: np.ndarray) -> None:
+    if masks.ndim != 4 or iou.shape != masks.shape[:2] or masks.shape[2:] != cam.shape:
+        raise ValueError(f"masks {masks.shape}, iou {iou.shape} and cam {cam.shape} do not fit "
+                         "(S, M, H, W), (S, M), (H, W)")
+
+
+def select_cam_merge(masks: np.ndarray, iou: np.ndarray, cam: np.ndarray, min_inside: float = 0.5,
+                     min_cover: float = 0.85, background_class: int | None = None,
+                     votes: VoteParams = VoteParams()) -> Selection:
+    """Chen et al.'s merge of automatic-mode masks with a CAM pseudo-label map ``cam`` uint8 (H, W).
+
+    Every hypothesis of every set is a candidate. Its class is the CAM class (other than
+    ``background_class``) that holds more than ``min_inside`` of its pixels; else the one class whose
+    CAM region (all its pixels) it covers at least ``min_cover`` of (none when it covers several:
+    it spans several objects). Assigned masks are merged by votes; pixels no mask decides keep their
+    CAM label, with confidence ``CAM_ONLY_CONFIDENCE``.
+    """
+    _check_cam_shapes(masks, iou, cam)
+    count, hypotheses = masks.shape[:2]
+    flat_cam = cam.ravel().astype(np.intp)
+    eligible = np.ones(256, bool)
+    eligible[IGNORE_INDEX] = False
+    if background_class is not None:
+        eligible[background_class] = False
+    region_area = np.where(eligible, np.bincount(flat_cam, minlength=256), 0)
+    hypothesis_class = np.full((count, hypotheses), -1, np.int32)
+    for s in range(count):
+        for m in range(hypotheses):
+            pixels = flat_cam[masks[s, m].ravel()]
+            if pixels.size == 0:
+                continue
+            overlap = np.where(eligible, np.bincount(pixels, minlength=256), 0)
+            covering = np.flatnonzero((region_area > 0) & (overlap >= min_cover * region_area))
+            if overlap.max() > min_inside * pixels.size:
+                hypothesis_class[s, m] = int(overlap.argmax())
+            elif covering.size == 1:
+                hypothesis_class[s, m] = int(covering[0])
+    label, confidence = merge_votes(masks, hypothesis_class, iou, votes)
+    undecided = label == IGNORE_INDEX
+    label[undecided] = cam[undecided]
+    confidence[undecided & (cam != IGNORE_INDEX)] = CAM_ONLY_CONFIDENCE
+    return Selection(label, confidence, hypothesis_class)
+
+
+def instances(masks: np.ndarray, iou: np.ndarray, selection: Selection, set_component: np.ndarray,
+              background_class: int | None = None) -> list[Instance]:
+    """The kept masks as objects: the union of the kept hypotheses of the prompt sets of one
+    component (``set_component`` >= 1), or each kept hypothesis on its own (automatic mode, -1).
+    Hypotheses kept as ``background_class`` are left out."""
+    keep = selection.hypothesis_class >= 0
+    if background_class is not None:
+        keep &= selection.hypothesis_class != background_class
+    groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for s, m in zip(*np.nonzero(keep)):
+        cls = int(selection.hypothesis_class[s, m])
+        key = (int(set_component[s]), cls) if set_component[s] >= 1 else (-1 - len(groups), cls)
+        groups.setdefault(key, []).append((int(s), int(m)))
+    found = []
+    for (_, cls), members in groups.items():
+        mask = np.logical_or.reduce([masks[s, m] for s, m in members])
+        found.append(Instance(mask, cls, float(np.mean([iou[s, m] for s, m in members]))))
+    return found
