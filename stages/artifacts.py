@@ -22,6 +22,8 @@ from . import __version__
 from .errors import SesamInputError
 
 COMPLETE_ATTR = "complete"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -33,6 +35,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     base = os.path.basename(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         yield tmp
         os.replace(tmp, path)

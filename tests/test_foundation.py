@@ -187,3 +187,11 @@ def test_reduce_zero_label_reads_ade20k_encoding(tmp_path):
     assert read_label(path, get_preset("ade20k"), reduce_zero_label=True).tolist() == [[255, 0, 149]]
     with pytest.raises(SesamInputError, match="class values 150"):
         read_label(path, get_preset("ade20k"))
+
+
+def test_artifacts_get_the_usual_file_mode_not_mkstemps_private_one(tmp_path):
+    path = tmp_path / "shared.h5"
+    write_h5(path, {"x": np.zeros(1)}, provenance("s", {}))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
