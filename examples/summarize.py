@@ -1,0 +1,42 @@
+"""Print the demo's quality table (Markdown) from the JSON reports ``sesam evaluate`` wrote.
+
+Usage: python examples/summarize.py OUT    (OUT is the folder examples/run_demo.sh filled)
+"""
+
+import json
+import os
+import sys
+
+KINDS = ("points", "scribbles", "coarse", "boxes")
+
+
+def miou(path: str) -> str:
+    """The mIoU of a report in percent, or '-' where the report does not exist (boxes have no weak map)."""
+    if not os.path.exists(path):
+        return "-"
+    with open(path) as handle:
+        return f"{100 * json.load(handle)['miou']:.1f}"
+
+
+def main(out: str) -> None:
+    print("## sesam demo: pseudo-label quality on the example photos (mIoU %)\n")
+    print("| photo | weak labels | weak label alone | SeSAM pseudo-label |\n|---|---|---:|---:|")
+    for dataset in ("voc", "arc2017"):
+        for kind in KINDS:
+            work = os.path.join(out, "photos", dataset, kind)
+            print(f"| {dataset} | {kind} | {miou(os.path.join(work, 'weak.json'))} "
+                  f"| {miou(os.path.join(work, 'pseudo.json'))} |")
+    ct = os.path.join(out, "ct")
+    print("\n## sesam demo: CT slices, scribbles -> SAM -> network -> refine (mIoU %)\n")
+    print("| labels | mIoU |\n|---|---:|")
+    print(f"| train part: scribbles alone | {miou(os.path.join(ct, 'weak.json'))} |")
+    print(f"| train part: SAM pseudo-labels (select) | {miou(os.path.join(ct, 'pseudo.json'))} |")
+    print(f"| train part: after one refine round | {miou(os.path.join(ct, 'refined.json'))} |")
+    print(f"| held-out part: network predictions | {miou(os.path.join(ct, 'heldout.json'))} |")
+    print(f"\nPictures of every step: {out}/photos/*/*/show/ and {out}/ct/show/")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])
