@@ -11,7 +11,7 @@ import click
 from stages.errors import SesamInputError
 from stages.presets import get_preset
 
-from .stream import Shard
+from .stream import IdList, Shard
 
 log = logging.getLogger("sesam")
 
@@ -26,6 +26,15 @@ def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) 
     if count < 1 or not 0 <= index < count:
         raise click.BadParameter(f"'{value}': need 0 <= K < N")
     return Shard(index, count)
+
+
+def _read_ids(ctx: click.Context, param: click.Parameter, value: str | None) -> IdList | None:
+    if value is None:
+        return None
+    try:
+        return IdList.read(value)
+    except SesamInputError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _parse_preset(ctx: click.Context, param: click.Parameter, value: str):
@@ -51,6 +60,9 @@ shard_option = click.option(
     help="Process only shard K of N (0-based; records split by a hash of their id).")
 keep_going_option = click.option(
     "--keep-going", is_flag=True, help="Log a failing image and go on; exit non-zero at the end.")
+ids_option = click.option(
+    "--ids", callback=_read_ids, type=click.Path(dir_okay=False), metavar="FILE",
+    help="Process only the ids listed in FILE, one per line (e.g. ImageSets/Segmentation/train.txt).")
 classes_option = click.option(
     "--classes", "preset", default="voc", show_default=True, callback=_parse_preset, metavar="PRESET|FILE",
     help="Class preset (voc, cityscapes, ade20k) or a classes file (one 'name [R G B]' per line).")

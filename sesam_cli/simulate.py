@@ -15,7 +15,8 @@ from stages.simulate import (
     DEFAULT_MIN_AREA, KINDS, Boxes, image_rng, label_regions, labelled_fraction, simulate_weak, write_boxes,
 )
 
-from .options import classes_option, handle_errors, map_colours_option, per_image_options, seed_option
+from .options import (classes_option, handle_errors, ids_option, map_colours_option, per_image_options,
+                      reduce_zero_label_option, seed_option)
 from .stream import PerImageStage, Record, index_images, read_records, require
 
 log = logging.getLogger("sesam")
@@ -48,12 +49,14 @@ def _paired(records: Iterable[Record], key: str, paths: dict[str, str]) -> Itera
 
 @click.command()
 @per_image_options
+@ids_option
 @click.option("--kind", type=click.Choice(KINDS), required=True, help="Which weak label to simulate.")
 @click.option("--instances", "instances_dir", type=click.Path(file_okay=False),
               help="Directory of instance-id PNGs (0 none, 255 ignore, 1..n), paired by file stem: "
                    "one weak annotation per object instead of per connected piece.")
 @classes_option
 @map_colours_option
+@reduce_zero_label_option
 @seed_option
 @click.option("--points-per-region", default=1, show_default=True, type=click.IntRange(min=1),
               help="points: clicks per object / stuff region.")
@@ -72,8 +75,8 @@ def _paired(records: Iterable[Record], key: str, paths: dict[str, str]) -> Itera
 @click.pass_context
 @handle_errors
 def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going,
-             kind, instances_dir, preset, map_colours, seed, points_per_region, radius, thickness,
-             max_strokes, margin, min_area) -> None:
+             ids, kind, instances_dir, preset, map_colours, reduce_zero_label, seed, points_per_region, radius,
+             thickness, max_strokes, margin, min_area) -> None:
     """Simulate weak labels from ground-truth label maps.
 
     Reads ground-truth PNGs (files, directories, or records with a 'gt' key on stdin) and writes one
@@ -86,6 +89,8 @@ def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir,
     Example:
       sesam simulate --kind scribbles --images data/JPEGImages \\
           --instances data/SegmentationObject -o work/weak data/SegmentationClass > work/weak.jsonl
+      sesam simulate --kind points --ids data/ImageSets/Segmentation/train.txt --images data/JPEGImages \\
+          -o work/weak-train data/SegmentationClass > work/weak-train.jsonl
     """
     _refuse_foreign_options(ctx, kind)
     options = {name: value for name, value in
@@ -93,7 +98,8 @@ def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir,
                 "max_strokes": max_strokes, "margin": margin}.items() if name in KIND_OPTIONS[kind]}
     min_area = DEFAULT_MIN_AREA[kind] if min_area is None else min_area
     params = {"kind": kind, "seed": seed, "classes": preset.name, "map_colours": map_colours,
-              "min_area": min_area, "instances": instances_dir is not None, **options}
+              "reduce_zero_label": reduce_zero_label, "min_area": min_area, "instances": instances_dir is not None,
+              **options}
     instance_maps = index_images(instances_dir, strip_suffixes) if instances_dir else None
     fractions: list[float] = []
 
@@ -102,7 +108,7 @@ def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir,
         if instance_maps is not None and not record.get("gt_instances"):
             raise SesamInputError(record["gt"], f"no instance map named '{record['id']}.*' under {instances_dir}")
         expected = image_size(record["image"]) if record.get("image") else None
-        gt = read_label(record["gt"], preset, map_colours, expected)
+        gt = read_label(record["gt"], preset, map_colours, expected, reduce_zero_label)
         instances = read_single_channel(record["gt_instances"], gt.shape) if record.get("gt_instances") else None
         if (gt == IGNORE_INDEX).all():
             log.warning("%s: the ground truth labels no pixel; the weak label is empty", record["gt"])
@@ -117,7 +123,7 @@ def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir,
         fractions.append(fraction)
         log.debug("%s: %d regions, %.3g%% of the pixels labelled", record["id"], len(regions), 100 * fraction)
 
-    records = read_records(inputs, "gt", images_dir, strip_suffixes, suffixes=(".png",))
+    records = read_records(inputs, "gt", images_dir, strip_suffixes, suffixes=(".png",), ids=ids)
     if instance_maps is not None:
         records = _paired(records, "gt_instances", instance_maps)
     stage = PerImageStage("simulate", "weak", output_dir, ".json" if kind == "boxes" else ".png", params,

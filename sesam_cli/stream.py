@@ -39,6 +39,34 @@ class Shard:
         return zlib.crc32(record_id.encode("utf-8")) % self.count == self.index
 
 
+@dataclass(frozen=True)
+class IdList:
+    """The ids listed in a file, one per line (e.g. VOC's ImageSets/Segmentation/train.txt)."""
+
+    path: str
+    ids: frozenset[str]
+
+    @classmethod
+    def read(cls, path: str) -> "IdList":
+        """Read ``path``: one id per line, surrounding blanks and empty lines ignored."""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                ids = frozenset(line.strip() for line in handle if line.strip())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SesamInputError(path, f"cannot read the id list ({getattr(exc, 'strerror', None) or exc})") from None
+        if not ids:
+            raise SesamInputError(path, "lists no id")
+        return cls(path, ids)
+
+    def missing_message(self, found: Iterable[str]) -> str | None:
+        """None if every listed id is in ``found``, else how many are not, with a few of them."""
+        missing = sorted(self.ids - set(found))
+        if not missing:
+            return None
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        return f"{len(missing)} of its {len(self.ids)} ids have no input: {shown}"
+
+
 def record_id(path: str, strip_suffixes: Iterable[str] = ()) -> str:
     """A record id from a file name: its stem, with the first matching suffix in ``strip_suffixes`` removed."""
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -66,8 +94,11 @@ def index_images(images_dir: str, strip_suffixes: Iterable[str] = ()) -> dict[st
 
 def records_from_files(inputs: Iterable[str], key: str, images_dir: str | None = None,
                        strip_suffixes: Iterable[str] = (),
-                       suffixes: tuple[str, ...] = (".png", ".json")) -> list[Record]:
-    """Records built from files and directories: ``{"id": stem, key: path, "image": photo}``."""
+                       suffixes: tuple[str, ...] = (".png", ".json"), ids: IdList | None = None) -> list[Record]:
+    """Records built from files and directories: ``{"id": stem, key: path, "image": photo}``.
+
+    With ``ids``, only files whose id it lists; a listed id with no file is an error naming the list.
+    """
     strip_suffixes = tuple(strip_suffixes)
     images = index_images(images_dir, strip_suffixes) if images_dir else None
     records = []
@@ -82,12 +113,17 @@ def records_from_files(inputs: Iterable[str], key: str, images_dir: str | None =
             raise click.BadParameter(f"{item}: no such file or directory")
         for path in paths:
             rec: Record = {"id": record_id(path, strip_suffixes), key: path}
+            if ids is not None and rec["id"] not in ids.ids:
+                continue
             if images is not None:
                 if rec["id"] not in images:
                     raise click.BadParameter(f"{path}: no photo named '{rec['id']}.*' under {images_dir}",
                                              param_hint="--images")
                 rec["image"] = images[rec["id"]]
             records.append(rec)
+    problem = ids.missing_message(rec["id"] for rec in records) if ids is not None else None
+    if problem:
+        raise click.BadParameter(f"{ids.path}: {problem}", param_hint="--ids")
     return records
 
 
@@ -108,16 +144,35 @@ def records_from_lines(lines: Iterable[str], source: str = "<stdin>") -> Iterato
 
 def read_records(inputs: Iterable[str], key: str, images_dir: str | None = None,
                  strip_suffixes: Iterable[str] = (), suffixes: tuple[str, ...] = (".png", ".json"),
-                 ) -> Iterable[Record]:
-    """Records from file/dir arguments if any, else from stdin; a terminal on stdin is a usage error."""
+                 ids: IdList | None = None) -> Iterable[Record]:
+    """Records from file/dir arguments if any, else from stdin; a terminal on stdin is a usage error.
+
+    With ``ids``, only the records whose id it lists. Listed ids with no input file are an error; on
+    stdin, where the stream may be one shard of a dataset, a warning at its end.
+    """
     inputs = list(inputs)
     if inputs:
-        return records_from_files(inputs, key, images_dir, strip_suffixes, suffixes)
+        return records_from_files(inputs, key, images_dir, strip_suffixes, suffixes, ids)
     stdin = sys.stdin
     if stdin.isatty():
         raise click.UsageError("no input: give files or directories, or pipe records on stdin")
     images = index_images(images_dir, strip_suffixes) if images_dir else None
-    return _with_images(records_from_lines(stdin), images, images_dir)
+    records = records_from_lines(stdin)
+    if ids is not None:
+        records = _listed(records, ids)
+    return _with_images(records, images, images_dir)
+
+
+def _listed(records: Iterable[Record], ids: IdList) -> Iterator[Record]:
+    """The records whose id ``ids`` lists; a warning at the end names the listed ids never seen."""
+    seen = []
+    for rec in records:
+        if rec["id"] in ids.ids:
+            seen.append(rec["id"])
+            yield rec
+    problem = ids.missing_message(seen)
+    if problem:
+        log.warning("%s: %s", ids.path, problem)
 
 
 def _with_images(records: Iterable[Record], images: dict[str, str] | None, images_dir: str | None) -> Iterator[Record]:
@@ -144,15 +199,19 @@ def require(record: Mapping[str, Any], *keys: str) -> None:
                                     "run the stage that makes it first (or give it as an option)")
 
 
-def progress(iterable: Iterable[Any], desc: str, total: int | None = None) -> Iterable[Any]:
-    """A progress bar on stderr, silent with -q or when stderr is not a terminal and SESAM_PROGRESS is unset."""
+def progress(iterable: Iterable[Any] | None, desc: str, total: int | None = None, unit: str = "img",
+             initial: int = 0) -> tqdm:
+    """A progress bar on stderr, silent with -q or when stderr is not a terminal and SESAM_PROGRESS is unset.
+
+    With ``iterable`` None it is a manual bar: call ``update(n)`` on it, and ``close()`` at the end.
+    """
     ctx = click.get_current_context(silent=True)
     quiet = bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
     enabled = not quiet and (sys.stderr.isatty() or os.environ.get("SESAM_PROGRESS") == "1")
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
     return tqdm(iterable, desc=desc, total=total, disable=not enabled, file=sys.stderr,
-                unit="img", dynamic_ncols=True)
+                unit=unit, initial=initial, dynamic_ncols=True)
 
 
 @dataclass
@@ -161,7 +220,10 @@ class PerImageStage:
 
     ``make(record, out_path)`` writes the artifact (atomically, through ``stages.artifacts`` or
     ``stages.labels``) and may add more keys to the record. With ``keep_going`` a failing image is
-    logged and left out of the stream, and the command exits non-zero at the end.
+    logged and left out of the stream, and the command exits non-zero at the end. ``companions``
+    (record key -> (directory, suffix)) names further artifacts ``make`` writes beside the main one
+    (written before it): an image is up to date only if they exist too, and their keys are added
+    to every record passed on, made or skipped (``companion_path`` gives their paths).
     """
 
     stage: str
@@ -173,19 +235,28 @@ class PerImageStage:
     shard: Shard | None = None
     keep_going: bool = False
     counts: dict[str, int] = field(default_factory=lambda: {"made": 0, "skipped": 0, "failed": 0})
+    companions: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    sink: Callable[[Record], None] = emit
+    """Where finished records go: stdout by default (a multi-round command collects them instead)."""
 
     def output_path(self, record: Mapping[str, Any]) -> str:
         return os.path.join(self.output_dir, record["id"] + self.suffix)
+
+    def companion_path(self, record: Mapping[str, Any], key: str) -> str:
+        directory, suffix = self.companions[key]
+        return os.path.join(directory, record["id"] + suffix)
 
     def run(self, records: Iterable[Record], make: Callable[[Record, str], None]) -> None:
         os.makedirs(self.output_dir, exist_ok=True)
         for rec in progress(records, self.stage):
             if self.shard is not None and not self.shard.owns(rec["id"]):
                 continue
-            out = self.output_path(rec)
-            inputs = {k: v for k, v in rec.items() if k != self.key}
+            companions = {key: self.companion_path(rec, key) for key in self.companions}
+            inputs = {k: v for k, v in rec.items() if k != self.key and k not in companions}
             try:
-                if not self.overwrite and is_current(out, self.stage, self.params, inputs):
+                out = self.output_path(rec)
+                if (not self.overwrite and all(os.path.exists(p) for p in companions.values())
+                        and is_current(out, self.stage, self.params, inputs)):
                     self.counts["skipped"] += 1
                 else:
                     make(rec, out)
@@ -197,7 +268,8 @@ class PerImageStage:
                 self.counts["failed"] += 1
                 continue
             rec[self.key] = out
-            emit(rec)
+            rec.update(companions)
+            self.sink(rec)
         log.info("%s: %d made, %d up to date, %d failed", self.stage, self.counts["made"],
                  self.counts["skipped"], self.counts["failed"])
         if self.counts["failed"]:

@@ -74,6 +74,20 @@ def sam_home(tmp_path_factory) -> str:
     patch.undo()
 
 
+@pytest.fixture
+def single_torch_thread(monkeypatch):
+    """One torch intra-op thread for this test and OMP_NUM_THREADS=1 for the processes it starts: on a
+    shared CI machine, OpenMP threads spin-waiting against other processes make CPU training many
+    times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
+
+
 class Invoker:
     """Runs ``sesam`` in-process; ``records`` parses the JSON lines a command wrote on stdout."""
 
