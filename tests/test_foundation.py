@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sesam_cli.stream import PerImageStage, Shard, read_records, record_id, records_from_files, records_from_lines
+from sesam_cli.stream import PerImageStage, Shard, record_id, records_from_files, records_from_lines
 from stages.artifacts import atomic_path, is_current, open_h5, provenance, read_h5, write_h5
 from stages.errors import SesamInputError
 from stages.labels import read_image, read_label, read_png_provenance, write_label
