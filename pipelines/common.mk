@@ -111,7 +111,7 @@ help:
 	@sed -n '/^#/!q; s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 print-work:
-	@echo $(abspath $(W))
+	$(info $(abspath $(W)))
 
 model: $(MODEL)
 

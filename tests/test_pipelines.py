@@ -190,6 +190,7 @@ def test_slurm_array_task_runs_its_shard(tmp_path):
                              "refine-shard", f"WORK={tmp_path / 'w'}", "KINDS=points", "ROUND=2", "ROUNDS=2", "-n"],
                             capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
+    assert os.path.exists(tmp_path / "w" / ".prepare.lock")
     assert "sesam refine --shard 5/8 --classes ade20k" in result.stdout
     assert f"-o {tmp_path / 'w'}/points/refined-2 < {tmp_path / 'w'}/points/train-1.jsonl" in result.stdout
     alone = subprocess.run(["bash", os.path.join(PIPELINES, "slurm", "sesam_array.sh"), "voc"],
