@@ -22,7 +22,7 @@ from .decompose import decompose
 from .prompts import DEFAULT_SPACING, sample_prompts
 from .sam import predict_prompt_sets
 from .sam.base import Embedding, SamBackend
-from .select import SesamParams, VoteParams, merge_votes, select_sesam
+from .select import SesamParams, VoteParams, merge_votes, overlay_weak, select_sesam
 
 UNCLAIMED = ("ignore", "prediction")
 
@@ -58,13 +58,6 @@ class RefineParams:
 def confident_prediction(prediction: np.ndarray, confidence: np.ndarray, min_confidence: float) -> np.ndarray:
     """The prediction (H, W) uint8 with pixels of confidence (H, W) float below ``min_confidence`` set to 255."""
     return np.where(confidence >= min_confidence, prediction, IGNORE_INDEX).astype(np.uint8)
-
-
-def overlay_weak(label: np.ndarray, confidence: np.ndarray, weak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Labelled pixels of the weak label (H, W) uint8 win over ``label``, with confidence 1."""
-    labelled = weak != IGNORE_INDEX
-    return (np.where(labelled, weak, label).astype(np.uint8),
-            np.where(labelled, np.float32(1), confidence).astype(np.float32))
 
 
 def refine_prediction(backend: SamBackend, embedding: Embedding, prediction: np.ndarray, confidence: np.ndarray,
