@@ -10,7 +10,8 @@ import click
 import numpy as np
 from PIL import Image
 
-from stages.artifacts import provenance, read_h5
+from stages.artifacts import provenance
+from stages.select import read_masks
 from stages.errors import SesamInputError
 from stages.labels import read_image, read_label, read_single_channel, write_png
 from stages.presets import ClassPreset
@@ -111,13 +112,8 @@ def paint_prompts(drawing: Drawing, key: str, path: str) -> list[Panel]:
 
 def paint_masks(drawing: Drawing, key: str, path: str) -> list[Panel]:
     """A SAM masks HDF5: per prompt set the hypothesis ``--hypothesis`` picks, in its class colour."""
-    datasets, _ = read_h5(path, "sam-predict")
-    missing = [name for name in ("masks", "iou_predictions", "set_class") if name not in datasets]
-    if missing:
-        raise SesamInputError(path, f"lacks {', '.join(missing)}; rerun 'sesam sam-predict'")
+    datasets = read_masks(path)
     masks, scores, classes = datasets["masks"], datasets["iou_predictions"], datasets["set_class"]
-    if masks.ndim != 4:
-        raise SesamInputError(path, f"masks have shape {masks.shape}, expected (S, M, H, W)")
     drawing.check_size(path, masks.shape[2:])
     count = masks.shape[1]
     if drawing.hypothesis == "all":
