@@ -65,7 +65,7 @@ ids_option = click.option(
     help="Process only the ids listed in FILE, one per line (e.g. ImageSets/Segmentation/train.txt).")
 classes_option = click.option(
     "--classes", "preset", default="voc", show_default=True, callback=_parse_preset, metavar="PRESET|FILE",
-    help="Class preset (voc, cityscapes, ade20k) or a classes file (one 'name [R G B]' per line).")
+    help="Class preset (voc, cityscapes, ade20k, camvid) or a classes file (one 'name [R G B]' per line).")
 map_colours_option = click.option(
     "--map-colours", is_flag=True, help="Accept colour (RGB) label PNGs and map them through the preset's palette.")
 reduce_zero_label_option = click.option(

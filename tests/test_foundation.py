@@ -17,6 +17,15 @@ from stages.labels import read_image, read_label, read_png_provenance, write_lab
 from stages.presets import ADE20K_CLASSES, CITYSCAPES_CLASSES, get_preset, load_classes_file
 
 
+def test_camvid_preset_matches_the_development_set_classes_file(camvid_root):
+    """The built-in camvid preset is the class list (names and colours) of SegNet's CamVid."""
+    camvid = get_preset("camvid")
+    from_file = load_classes_file(os.path.join(camvid_root, "classes.txt"))
+    assert camvid.num_classes == 11 and not camvid.has_background
+    assert from_file.classes == camvid.classes
+    assert from_file.colours.tolist() == camvid.colours.tolist()
+
+
 def test_builtin_presets_have_the_published_class_counts():
     assert len(get_preset("voc").classes) == 21 and get_preset("voc").has_background
     assert len(CITYSCAPES_CLASSES) == 19 and not get_preset("cityscapes").has_background
