@@ -119,9 +119,10 @@ def test_h5_artifact_round_trip_and_corruption(tmp_path):
         read_h5(path)
 
 
-def test_is_current_tracks_params_inputs_and_corruption(tmp_path):
+def test_is_current_tracks_params_input_content_and_corruption(tmp_path):
+    voc = get_preset("voc")
     source = tmp_path / "in.png"
-    write_label(source, np.zeros((4, 4), np.uint8), get_preset("voc"))
+    write_label(source, np.zeros((4, 4), np.uint8), voc)
     out = tmp_path / "out.h5"
     record = {"id": "a", "weak": str(source)}
     write_h5(out, {"x": np.zeros(2)}, provenance("s", {"k": 1}, record))
@@ -130,7 +131,13 @@ def test_is_current_tracks_params_inputs_and_corruption(tmp_path):
     assert not is_current(out, "t", {"k": 1}, record)
     later = os.path.getmtime(out) + 10
     os.utime(source, (later, later))
-    assert not is_current(out, "s", {"k": 1}, record)
+    assert is_current(out, "s", {"k": 1}, record), "a newer file with the same content is the same input"
+    earlier = os.path.getmtime(out) - 10
+    write_label(source, np.ones((4, 4), np.uint8), voc)
+    os.utime(source, (earlier, earlier))
+    assert not is_current(out, "s", {"k": 1}, record), "new content with an old mtime (cp -p) is a new input"
+    assert not is_current(out, "s", {"k": 1}, {**record, "image": str(source)}), "another input key"
+    assert is_current(out, "s", {"k": 1}, {**record, "image": str(source)}, exclude=["weak", "image"])
     out.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 20)
     assert not is_current(out, "s", {"k": 1}, {"id": "a"})
 
