@@ -11,7 +11,7 @@ import click
 from stages.errors import SesamInputError
 from stages.presets import get_preset
 
-from .stream import IdList, Shard
+from .stream import IdList, Shard, failure_message, global_flag
 
 log = logging.getLogger("sesam")
 
@@ -88,14 +88,16 @@ per_image_options = compose(inputs_argument, images_option, strip_suffix_option,
 
 
 def handle_errors(func: Callable) -> Callable:
-    """Turn SesamInputError into a one-line ClickException; with -v, show the traceback instead."""
+    """Turn any error but click's own into a one-line ClickException (click prints it, also under -q);
+    with -v, log the traceback first (see ``failure_message``)."""
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except SesamInputError as exc:
-            ctx = click.get_current_context(silent=True)
-            if ctx is not None and ctx.find_root().obj and ctx.find_root().obj.get("verbose"):
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if global_flag("verbose"):
                 log.exception("traceback")
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(failure_message(exc)) from exc
     return wrapper

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import unicodedata
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -19,13 +20,45 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import click
 from tqdm import tqdm
 
-from stages.artifacts import is_current
+from stages.artifacts import is_current, remove_stale_temporaries
 from stages.errors import SesamInputError
 from stages.labels import IMAGE_SUFFIXES
 
 log = logging.getLogger("sesam")
 
 Record = dict[str, Any]
+
+MAX_ID_BYTES = 180
+"""Longest id (UTF-8 bytes): an artifact's suffix and temporary name add up to 60 bytes, and 255 is the limit."""
+
+
+def id_problem(record_id: str) -> str | None:
+    """Why ``record_id`` cannot name an artifact file, or None if it can.
+
+    Ids become file names (``-o DIR/{id}.h5``), so an id must stay inside its directory and be an
+    ordinary, visible file name: not empty, no '/' or '\\', not '.' or '..' or any other name
+    starting with '.' (a hidden file, which directory inputs skip), no NUL or other control
+    character, at most ``MAX_ID_BYTES`` bytes.
+    """
+    if not record_id:
+        return "the id is empty"
+    if "/" in record_id or "\\" in record_id:
+        return f"id {record_id!r} contains a path separator"
+    if record_id.startswith("."):
+        return f"id {record_id!r} starts with '.' (a hidden file name, or a step out of the directory)"
+    if any(unicodedata.category(char) == "Cc" for char in record_id):
+        return f"id {record_id!r} contains a control character"
+    if len(record_id.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        return f"id {record_id[:20]!r}... is longer than {MAX_ID_BYTES} bytes"
+    return None
+
+
+def checked_id(record_id: str, source: str | None) -> str:
+    """``record_id`` if it can name a file, else SesamInputError naming ``source`` and the problem."""
+    problem = id_problem(record_id)
+    if problem:
+        raise SesamInputError(source, f"{problem}; an id must be a plain file name")
+    return record_id
 
 
 @dataclass(frozen=True)
@@ -68,12 +101,14 @@ class IdList:
 
 
 def record_id(path: str, strip_suffixes: Iterable[str] = ()) -> str:
-    """A record id from a file name: its stem, with the first matching suffix in ``strip_suffixes`` removed."""
+    """A record id from a file name: its stem, with the first matching suffix in ``strip_suffixes``
+    removed; SesamInputError naming the file if that is no usable id (:func:`id_problem`)."""
     stem = os.path.splitext(os.path.basename(path))[0]
     for suffix in strip_suffixes:
         if suffix and stem.endswith(suffix):
-            return stem[: -len(suffix)]
-    return stem
+            stem = stem[: -len(suffix)]
+            break
+    return checked_id(stem, path)
 
 
 def _files_under(path: str, suffixes: tuple[str, ...]) -> list[str]:
@@ -128,7 +163,10 @@ def records_from_files(inputs: Iterable[str], key: str, images_dir: str | None =
 
 
 def records_from_lines(lines: Iterable[str], source: str = "<stdin>") -> Iterator[Record]:
-    """Parse newline-delimited JSON records; a bad line is an error naming its line number."""
+    """Parse newline-delimited JSON records; a bad line, or an id that cannot name a file
+    (:func:`id_problem`), is an error naming its line number. No record at all is a warning: the
+    command before this one in a pipe probably failed."""
+    count = 0
     for number, line in enumerate(lines, 1):
         line = line.strip()
         if not line:
@@ -139,7 +177,13 @@ def records_from_lines(lines: Iterable[str], source: str = "<stdin>") -> Iterato
             raise click.ClickException(f"{source} line {number}: not a JSON record ({exc.msg})") from None
         if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
             raise click.ClickException(f"{source} line {number}: a record must be a JSON object with a string 'id'")
+        problem = id_problem(rec["id"])
+        if problem:
+            raise click.ClickException(f"{source} line {number}: {problem}; an id must be a plain file name")
+        count += 1
         yield rec
+    if count == 0:
+        log.warning("0 records on %s: nothing to do (did the command before this one fail?)", source)
 
 
 def read_records(inputs: Iterable[str], key: str, images_dir: str | None = None,
@@ -199,15 +243,31 @@ def require(record: Mapping[str, Any], *keys: str) -> None:
                                     "run the stage that makes it first (or give it as an option)")
 
 
+def global_flag(name: str) -> bool:
+    """The group's ``-v`` (``verbose``) or ``-q`` (``quiet``) flag of the running command; False outside one."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get(name))
+
+
+def failure_message(exc: Exception) -> str:
+    """One line for an error: a SesamInputError as it is (it names its file), anything unexpected as
+    its type and the first line of its message, with a pointer to the traceback."""
+    if isinstance(exc, SesamInputError):
+        return str(exc)
+    if isinstance(exc, click.ClickException):
+        return exc.format_message()
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    what = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return f"{what} (unexpected; `sesam -v` shows the traceback)"
+
+
 def progress(iterable: Iterable[Any] | None, desc: str, total: int | None = None, unit: str = "img",
              initial: int = 0) -> tqdm:
     """A progress bar on stderr, silent with -q or when stderr is not a terminal and SESAM_PROGRESS is unset.
 
     With ``iterable`` None it is a manual bar: call ``update(n)`` on it, and ``close()`` at the end.
     """
-    ctx = click.get_current_context(silent=True)
-    quiet = bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
-    enabled = not quiet and (sys.stderr.isatty() or os.environ.get("SESAM_PROGRESS") == "1")
+    enabled = not global_flag("quiet") and (sys.stderr.isatty() or os.environ.get("SESAM_PROGRESS") == "1")
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
     return tqdm(iterable, desc=desc, total=total, disable=not enabled, file=sys.stderr,
@@ -219,11 +279,14 @@ class PerImageStage:
     """The loop of a per-image command: shard, skip what is up to date, make, add the key, emit.
 
     ``make(record, out_path)`` writes the artifact (atomically, through ``stages.artifacts`` or
-    ``stages.labels``) and may add more keys to the record. With ``keep_going`` a failing image is
-    logged and left out of the stream, and the command exits non-zero at the end. ``companions``
-    (record key -> (directory, suffix)) names further artifacts ``make`` writes beside the main one
-    (written before it): an image is up to date only if they exist too, and their keys are added
-    to every record passed on, made or skipped (``companion_path`` gives their paths).
+    ``stages.labels``) and may add more keys to the record. Any error while making one image ends the
+    command with one line naming the image (the traceback with ``sesam -v``); with ``keep_going`` the
+    image is logged and left out of the stream instead, and the command exits non-zero at the end.
+    ``companions`` (record key -> (directory, suffix)) names further artifacts ``make`` writes beside
+    the main one (written before it): an image is up to date only if they exist too, and their keys
+    are added to every record passed on, made or skipped (``companion_path`` gives their paths).
+    Artifact paths come from record ids, which must be plain file names (:func:`id_problem`). On
+    start, the temporaries that killed runs left in the output directories are removed.
     """
 
     stage: str
@@ -240,31 +303,45 @@ class PerImageStage:
     """Where finished records go: stdout by default (a multi-round command collects them instead)."""
 
     def output_path(self, record: Mapping[str, Any]) -> str:
-        return os.path.join(self.output_dir, record["id"] + self.suffix)
+        return os.path.join(self.output_dir, checked_id(record["id"], None) + self.suffix)
 
     def companion_path(self, record: Mapping[str, Any], key: str) -> str:
         directory, suffix = self.companions[key]
-        return os.path.join(directory, record["id"] + suffix)
+        return os.path.join(directory, checked_id(record["id"], None) + suffix)
+
+    def remove_stale_temporaries(self) -> None:
+        """Remove what killed runs left in the output directories (see ``stages.artifacts``)."""
+        folders: dict[str, set[str]] = {self.output_dir: {self.suffix}}
+        for directory, suffix in self.companions.values():
+            folders.setdefault(directory, set()).add(suffix)
+        for directory, suffixes in folders.items():
+            for path in remove_stale_temporaries(directory, suffixes):
+                log.info("%s: removed %s, left behind by a killed run", self.stage, path)
 
     def run(self, records: Iterable[Record], make: Callable[[Record, str], None]) -> None:
         os.makedirs(self.output_dir, exist_ok=True)
+        self.remove_stale_temporaries()
         for rec in progress(records, self.stage):
             if self.shard is not None and not self.shard.owns(rec["id"]):
                 continue
-            companions = {key: self.companion_path(rec, key) for key in self.companions}
-            inputs = {k: v for k, v in rec.items() if k != self.key and k not in companions}
             try:
+                companions = {key: self.companion_path(rec, key) for key in self.companions}
                 out = self.output_path(rec)
                 if (not self.overwrite and all(os.path.exists(p) for p in companions.values())
-                        and is_current(out, self.stage, self.params, inputs)):
+                        and is_current(out, self.stage, self.params, rec, exclude=(self.key, *companions))):
                     self.counts["skipped"] += 1
                 else:
                     make(rec, out)
                     self.counts["made"] += 1
-            except SesamInputError as exc:
+            except (click.exceptions.Exit, click.Abort):
+                raise
+            except Exception as exc:  # any failure on one image: see the class docstring
+                message = f"image '{rec['id']}': {failure_message(exc)}"
+                if global_flag("verbose"):
+                    log.exception("%s: %s", self.stage, message)
                 if not self.keep_going:
-                    raise click.ClickException(str(exc)) from exc
-                log.error("%s", exc)
+                    raise click.ClickException(f"{self.stage}: {message}") from exc
+                log.error("%s: %s", self.stage, message)
                 self.counts["failed"] += 1
                 continue
             rec[self.key] = out

@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 import click
 
+from stages.artifacts import remove_stale_temporaries
 from stages.errors import SesamInputError
 from stages.train import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE
 
@@ -55,7 +56,11 @@ def _training_records(records_file: str | None, images_dir: str | None, weak_dir
 
 def run_trainer(trainer, resume: bool = False, overwrite: bool = False):
     """Run a ``stages.train.loop.Trainer`` with a progress bar (loss, lr, speed) on stderr; returns its
-    TrainResult. A run stopped by SIGINT/SIGTERM exits 128 + the signal number, saying how to resume."""
+    TrainResult. A run stopped by SIGINT/SIGTERM exits 128 + the signal number, saying how to resume.
+    Temporaries that a killed run left in the run directory (``.iter_N.pt.*.tmp``) are removed first."""
+    if trainer.distributed.is_main:
+        for path in remove_stale_temporaries(trainer.output_dir):
+            log.info("train: removed %s, left behind by a killed run", path)
     bar = progress(None, "train", total=trainer.config.iterations, unit="it")
 
     def report(entry: dict[str, Any]) -> None:
