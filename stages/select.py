@@ -252,8 +252,8 @@ def choose_sesam(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, set_
     box, not its pixels in ``component_map``, and the box rules apply instead of the label rules.
     """
     _check_shapes(masks, iou, set_class, weak_label)
-    count, hypotheses = masks.shape[:2]
-    flat_masks = masks.reshape(count, hypotheses, -1)
+    count, hypotheses, height, width = masks.shape
+    flat_masks = masks.reshape(count, hypotheses, height * width)  # also for S = 0 (no prompt set)
     area = flat_masks.sum(axis=2)
     if component_box is not None:
         return _choose_in_boxes(masks, area, iou, set_component, component_box, params)
