@@ -10,6 +10,7 @@ class per line, ``name`` or ``name R G B``; a first class named ``background`` m
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,32 +132,66 @@ def _builtin(name: str) -> ClassPreset:
 BUILTIN_PRESETS = ("voc", "cityscapes", "ade20k", "camvid")
 
 
-def load_classes_file(path: str | os.PathLike) -> ClassPreset:
-    """Read a class list: one class per line, ``name`` or ``name R G B``; '#' starts a comment."""
+MAX_CLASSES = 255
+"""Class indices 0..254: 255 is the ignore value."""
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def _classes_file_lines(path: str | os.PathLike) -> list[tuple[int, str]]:
+    """(line number, text without comment and surrounding blanks) of each non-empty line of ``path``."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            lines = [ln.split("#", 1)[0].strip() for ln in handle]
+        with open(path, "rb") as handle:
+            raw = handle.read()
     except OSError as exc:
         raise SesamInputError(path, f"cannot read the classes file ({exc.strerror})") from None
-    names, colours = [], []
-    default = pascal_colourmap(256)
-    for line in lines:
-        if not line:
-            continue
-        parts = line.split()
-        if len(parts) >= 4 and all(p.isdigit() for p in parts[-3:]):
-            rgb = tuple(int(p) for p in parts[-3:])
-            if max(rgb) > 255:
-                raise SesamInputError(path, f"colour {rgb} of '{line}' is not 0..255")
-            names.append(" ".join(parts[:-3]))
-            colours.append(rgb)
-        else:
-            names.append(line)
-            colours.append(tuple(default[len(names) - 1]))
-    if not names:
+    lines = []
+    for number, line in enumerate(raw.splitlines(), 1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SesamInputError(path, f"line {number} is not UTF-8 text; a classes file lists one "
+                                        "'name' or 'name R G B' per line") from None
+        text = text.removeprefix("\ufeff").split("#", 1)[0].strip()
+        if text:
+            lines.append((number, text))
+    return lines
+
+
+def _parse_class_line(path: str | os.PathLike, number: int, line: str) -> tuple[str, tuple[int, int, int] | None]:
+    """(name, colour or None) of a classes-file line ``name`` or ``name R G B``; trailing integers are
+    always read as a colour, so ``bar 1 2`` or ``foo -1 0 0`` are errors, not names."""
+    parts = line.split()
+    numbers = 0
+    while numbers < len(parts) and _INTEGER.fullmatch(parts[-1 - numbers]):
+        numbers += 1
+    if numbers == 0:
+        return line, None
+    expected = "expected 'name' or 'name R G B' with R, G, B in 0..255 (a name cannot end in a number)"
+    if numbers < 3 or len(parts) == 3:
+        raise SesamInputError(path, f"line {number} '{line}': {expected}")
+    rgb = tuple(int(p) for p in parts[-3:])
+    if not all(0 <= value <= 255 for value in rgb):
+        raise SesamInputError(path, f"line {number} '{line}': colour {rgb} is not 0..255")
+    return " ".join(parts[:-3]), rgb  # type: ignore[return-value]
+
+
+def load_classes_file(path: str | os.PathLike) -> ClassPreset:
+    """Read a class list: one class per line, ``name`` or ``name R G B``; '#' starts a comment.
+
+    A file that is not UTF-8, a line that ends in numbers but is no ``name R G B`` with R, G, B in
+    0..255, and more than ``MAX_CLASSES`` classes raise SesamInputError naming the file and line.
+    """
+    lines = _classes_file_lines(path)
+    if not lines:
         raise SesamInputError(path, "the classes file lists no class")
-    if len(names) > 255:
-        raise SesamInputError(path, f"{len(names)} classes; at most 255 fit next to the ignore value 255")
+    if len(lines) > MAX_CLASSES:
+        raise SesamInputError(path, f"{len(lines)} classes; at most {MAX_CLASSES} fit next to the ignore value 255")
+    default = pascal_colourmap(256)
+    names, colours = [], []
+    for number, line in lines:
+        name, rgb = _parse_class_line(path, number, line)
+        names.append(name)
+        colours.append(rgb if rgb is not None else tuple(default[len(names) - 1]))
     stem = os.path.splitext(os.path.basename(path))[0]
     return ClassPreset(stem, tuple(names), np.array(colours, np.uint8), names[0].lower() == "background")
 
