@@ -76,7 +76,7 @@ def sam_predict(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard
             arrays = automatic_masks(backend, embedding, grid, multimask, pred_iou_thresh, stability_thresh, nms_thresh)
         else:
             prompts = read_prompt_sets(record["prompts"], image.shape[:2])
-            arrays = predict_prompt_sets(backend, embedding, prompts, multimask, iterative)
+            arrays = predict_prompt_sets(backend, embedding, prompts, multimask, iterative, record["prompts"])
         attrs = provenance("sam-predict", params, record, backend.identity.as_dict())
         attrs.update(mode="auto" if grid else "prompts", multimask=multimask)
         write_h5(out, arrays, attrs)

@@ -24,6 +24,10 @@ def prompt_problems(prompts: PromptSets, image_size: tuple[int, int]) -> list[st
                      f"{width}x{height}")
     if (np.diff(prompts.point_set) < 0).any():
         found.append("point_set is not in ascending order")
+    bad_labels = np.setdiff1d(prompts.point_labels, (0, 1))
+    if len(bad_labels):
+        found.append(f"point_labels hold {', '.join(str(v) for v in bad_labels[:5])}; "
+                     "a point is 1 (positive) or 0 (negative)")
     points = prompts.points.reshape(-1, 2)
     outside = ~((points[:, 0] >= 0) & (points[:, 0] < width) & (points[:, 1] >= 0) & (points[:, 1] < height))
     if outside.any():
@@ -59,13 +63,16 @@ def _hypotheses(multimask: bool) -> slice:
 
 
 def predict_prompt_sets(backend: SamBackend, embedding: Embedding, prompts: PromptSets,
-                        multimask: bool = True, iterative: bool = False) -> dict[str, np.ndarray]:
+                        multimask: bool = True, iterative: bool = False,
+                        source: str | None = None) -> dict[str, np.ndarray]:
     """Decode every prompt set against ``embedding``; the ``masks`` HDF5 datasets of docs/FORMATS.md.
 
     Returns ``masks`` bool (S, M, H, W), ``iou_predictions`` and ``stability_scores`` float32 (S, M),
     ``set_component`` and ``set_class`` int32 (S,), with M = 4 (``multimask``) or 1 (hypothesis 0).
     ``iterative``: decode once, then again with the kept hypothesis of highest predicted IoU fed back
-    as ``mask_input`` (Jiang & Yang's iterative input); the second pass is returned.
+    as ``mask_input`` (Jiang & Yang's iterative input); the second pass is returned. A prompt set the
+    backend cannot decode (e.g. too many points for the memory it would take) raises SesamInputError
+    naming ``source`` (the prompts file) and the set.
     """
     keep = _hypotheses(multimask)
     height, width = embedding.original_size
@@ -77,10 +84,15 @@ def predict_prompt_sets(backend: SamBackend, embedding: Embedding, prompts: Prom
     for index in range(count):
         points, labels = prompts.set_points(index)
         box = prompts.set_box_or_none(index)
-        logits, scores, low_res = backend.decode_logits(embedding, points, labels, box)
-        if iterative:
-            best = int(np.argmax(scores[keep]))
-            logits, scores, _ = backend.decode_logits(embedding, points, labels, box, low_res[keep][best])
+        try:
+            logits, scores, low_res = backend.decode_logits(embedding, points, labels, box)
+            if iterative:
+                best = int(np.argmax(scores[keep]))
+                logits, scores, _ = backend.decode_logits(embedding, points, labels, box, low_res[keep][best])
+        except Exception as exc:  # onnxruntime and torch raise their own types (allocation failures, ...)
+            what = f"{len(points)} points" + ("" if box is None else " and a box")
+            reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise SesamInputError(source, f"SAM cannot decode prompt set {index} ({what}): {reason}") from exc
         masks[index] = logits[keep] > 0
         iou[index] = scores[keep]
         stability[index] = stability_scores(logits[keep])
