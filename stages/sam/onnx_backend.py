@@ -6,11 +6,17 @@ resized frame, ``point_labels`` with 2/3 for box corners and -1 for the padding 
 hypotheses internally; this backend makes those two tensors the graph's outputs (in memory) so that
 every hypothesis and its predicted IoU come back (dropping the nodes that only served the single
 mask), and upscales the low-res logits itself.
+
+onnxruntime's telemetry is switched off before onnxruntime is first imported (``ORT_DISABLE_TELEMETRY``,
+unless the user set it): some builds otherwise look up and post to a Microsoft collector host and keep
+an event database under ~/.cache/Microsoft. sesam touches no network at run time.
 """
 
 from __future__ import annotations
 
 import os
+
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import numpy as np
 
@@ -84,6 +90,8 @@ class OnnxSamBackend(SamBackend):
             if not os.path.isfile(path):
                 raise SesamInputError(path, "no such model file")
         self.identity = identity
+        onnxruntime.disable_telemetry_events()  # for builds that read no ORT_DISABLE_TELEMETRY
+        onnxruntime.set_default_logger_severity(4)  # fatal only: sesam reports a failed run itself, in one line
         providers = onnx_providers(device)
         try:
             self._encoder = onnxruntime.InferenceSession(encoder_path, providers=providers)
