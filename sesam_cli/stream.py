@@ -321,9 +321,13 @@ class PerImageStage:
     def run(self, records: Iterable[Record], make: Callable[[Record, str], None]) -> None:
         os.makedirs(self.output_dir, exist_ok=True)
         self.remove_stale_temporaries()
+        seen: set[str] = set()
         for rec in progress(records, self.stage):
             if self.shard is not None and not self.shard.owns(rec["id"]):
                 continue
+            if rec["id"] in seen:
+                log.warning("%s: image '%s' comes twice; its artifact is now the later record's", self.stage, rec["id"])
+            seen.add(rec["id"])
             try:
                 companions = {key: self.companion_path(rec, key) for key in self.companions}
                 out = self.output_path(rec)

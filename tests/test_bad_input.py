@@ -582,7 +582,7 @@ CASES = [
     Case("two records with one id and different weak labels", "12.4",
          lambda w, s: ["decompose", "-o", f"{w.root}/out/c"],
          lambda w, s: World.lines(w.record("a", keys=("weak",)), w.record("a", keys=("weak",), weak=w.path("weak2", "a.png"))),
-         prepare=_second_weak, exit=0, check=_components_of("weak2/a.png")),
+         prepare=_second_weak, exit=0, says="image 'a' comes twice", check=_components_of("weak2/a.png")),
     Case("a rerun from another weak-label directory", "12.4",
          lambda w, s: ["decompose", "-o", f"{w.root}/out/c", f"{w.root}/weak2"],
          prepare=lambda w, s: (_second_weak(w, s), _run_first("decompose", "-o", "{root}/out/c", "{root}/weak/a.png")(w, s)),
