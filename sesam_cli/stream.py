@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -216,17 +217,73 @@ def require(record: Mapping[str, Any], *keys: str, hint: str | None = None) -> N
         raise SesamInputError(None, f"record '{record.get('id')}' has no {', '.join(repr(k) for k in missing)}; {how}")
 
 
+PROGRESS_INTERVAL = 30.0
+"""Seconds between progress lines when stderr is not a terminal ($SESAM_PROGRESS_INTERVAL overrides)."""
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` for people: '42 s', '3 min 05 s', '2 h 07 min'."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class LogProgress:
+    """What a progress bar says, as a log line every ``interval`` seconds, for a stderr that is not a
+    terminal (``make demo 2>&1 | tee log``): done / total, rate, ETA and the latest postfix values.
+    Has the part of tqdm's interface the commands use: iteration, ``update``, ``set_postfix``, ``n``, ``close``."""
+
+    def __init__(self, iterable: Iterable[Any] | None, desc: str, total: int | None, unit: str, initial: int,
+                 interval: float):
+        self.iterable, self.desc, self.total, self.unit, self.interval = iterable, desc, total, unit, interval
+        self.n = self._first = initial
+        self._start = self._last = time.monotonic()
+        self._postfix = ""
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self.iterable or ():
+            yield item
+            self.update(1)
+
+    def update(self, count: int = 1) -> None:
+        self.n += count
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            log.info("%s", self.line(now))
+
+    def set_postfix(self, refresh: bool = False, **values: Any) -> None:
+        self._postfix = "".join(f", {name} {value}" for name, value in values.items())
+
+    def line(self, now: float) -> str:
+        rate = (self.n - self._first) / max(now - self._start, 1e-9)
+        done = f"{self.n}/{self.total}" if self.total else str(self.n)
+        eta = f", ETA {format_duration((self.total - self.n) / rate)}" if self.total and rate > 0 else ""
+        return f"{self.desc}: {done} {self.unit}, {rate:.3g} {self.unit}/s{eta}{self._postfix}"
+
+    def close(self) -> None:
+        """Nothing to tear down: the command's summary line follows."""
+
+
 def progress(iterable: Iterable[Any] | None, desc: str, total: int | None = None, unit: str = "img",
-             initial: int = 0) -> tqdm:
-    """A progress bar on stderr, silent with -q or when stderr is not a terminal and SESAM_PROGRESS is unset.
+             initial: int = 0) -> tqdm | LogProgress:
+    """Progress on stderr: a bar on a terminal, a log line every PROGRESS_INTERVAL seconds otherwise;
+    nothing with -q or SESAM_PROGRESS=0 (SESAM_PROGRESS=1 forces the bar).
 
     With ``iterable`` None it is a manual bar: call ``update(n)`` on it, and ``close()`` at the end.
     """
     ctx = click.get_current_context(silent=True)
     quiet = bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
-    enabled = not quiet and (sys.stderr.isatty() or os.environ.get("SESAM_PROGRESS") == "1")
+    setting = os.environ.get("SESAM_PROGRESS")
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
+    if not quiet and setting != "1" and setting != "0" and not sys.stderr.isatty():
+        interval = float(os.environ.get("SESAM_PROGRESS_INTERVAL") or PROGRESS_INTERVAL)
+        return LogProgress(iterable, desc, total, unit, initial, interval)
+    enabled = not quiet and setting != "0"
     return tqdm(iterable, desc=desc, total=total, disable=not enabled, file=sys.stderr,
                 unit=unit, initial=initial, dynamic_ncols=True)
 
@@ -264,7 +321,25 @@ class PerImageStage:
         return os.path.join(directory, record["id"] + suffix)
 
     def run(self, records: Iterable[Record], make: Callable[[Record, str], None]) -> None:
+        """Make every record's artifact; ends with a summary line. Ctrl-C stops after the image in
+        hand with exit status 130 and says how much was done (a rerun resumes)."""
         os.makedirs(self.output_dir, exist_ok=True)
+        start = time.monotonic()
+        try:
+            self._loop(records, make)
+        except KeyboardInterrupt:
+            log.error("%s: interrupted after %s; run the same command again to resume",
+                      self.stage, self._counted(start))
+            raise click.exceptions.Exit(130) from None
+        log.info("%s: %s", self.stage, self._counted(start))
+        if self.counts["failed"]:
+            raise click.ClickException(f"{self.stage}: {self.counts['failed']} image(s) failed (see above)")
+
+    def _counted(self, start: float) -> str:
+        return (f"{self.counts['made']} made, {self.counts['skipped']} up to date, {self.counts['failed']} failed "
+                f"in {format_duration(time.monotonic() - start)}")
+
+    def _loop(self, records: Iterable[Record], make: Callable[[Record, str], None]) -> None:
         for rec in progress(records, self.stage):
             if self.shard is not None and not self.shard.owns(rec["id"]):
                 continue
@@ -287,7 +362,3 @@ class PerImageStage:
             rec[self.key] = out
             rec.update(companions)
             self.sink(rec)
-        log.info("%s: %d made, %d up to date, %d failed", self.stage, self.counts["made"],
-                 self.counts["skipped"], self.counts["failed"])
-        if self.counts["failed"]:
-            raise click.ClickException(f"{self.stage}: {self.counts['failed']} image(s) failed (see above)")
