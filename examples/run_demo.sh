@@ -14,7 +14,6 @@ set -euo pipefail
 OUT=${1:-demo}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ITERATIONS=${DEMO_ITERATIONS:-200}
-export SESAM_PROGRESS=${SESAM_PROGRESS:-0}
 EMBEDDINGS="$OUT/embeddings"
 
 python "$HERE/prepare_data.py" "$OUT/data"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
+import time
 from typing import Any, Iterable, Mapping
 
 import click
@@ -19,7 +21,9 @@ from stages.presets import ClassPreset
 
 from .options import (classes_option, handle_errors, ids_option, inputs_argument, map_colours_option,
                       reduce_zero_label_option, strip_suffix_option)
-from .stream import IdList, Record, progress, read_records, records_from_files, require
+from .stream import IdList, Record, format_duration, progress, read_records, records_from_files, require
+
+log = logging.getLogger("sesam")
 
 CSV_COLUMNS = ("id", "prediction", "ground_truth", "scored_pixels", "miou", "pixel_accuracy",
                "labelled_fraction")
@@ -49,7 +53,7 @@ def _pairs(records: Iterable[Record], pred_key: str, gt_key: str, gt_dir: str | 
             raise SesamInputError(pred, f"has the same id '{rec['id']}' as {seen[rec['id']]}")
         seen[rec["id"]] = pred
         if ground_truth is None:
-            require(rec, gt_key)
+            require(rec, gt_key, hint=f"pass --gt DIR (ground truth paired by file stem) or --gt-key KEY")
             gt = rec[gt_key]
         elif rec["id"] in ground_truth:
             gt = ground_truth[rec["id"]]
@@ -157,6 +161,7 @@ def evaluate(inputs: tuple[str, ...], pred_key: str, gt_dir: str | None, gt_key:
                      {os.path.basename(path): [rep["per_class"][name]["iou"] for name in rep["classes"]]
                       for path, rep in zip(compare, (first, second))})
         return
+    start = time.monotonic()
     records = read_records(inputs, pred_key, strip_suffixes=strip_suffixes, suffixes=(".png",), ids=ids)
     pairs = _pairs(records, pred_key, gt_key, gt_dir, tuple(strip_suffixes), ids, allow_missing)
     scores, rows = _evaluate_pairs(pairs, preset, map_colours, reduce_zero_label)
@@ -171,3 +176,5 @@ def evaluate(inputs: tuple[str, ...], pred_key: str, gt_dir: str | None, gt_key:
         _write_text(csv_path, _csv_text(rows))
     if plot_path:
         plot_iou(plot_path, preset.classes, {"IoU": scores.iou.tolist()})
+    log.info("evaluate: %d image(s), mIoU %.1f%%, %.1f%% of the pixels labelled, in %s", len(pairs),
+             100 * scores.miou, 100 * scores.labelled_fraction, format_duration(time.monotonic() - start))

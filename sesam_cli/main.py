@@ -15,6 +15,7 @@ import click
 from stages import __version__
 
 COMMANDS = {
+    "records": "sesam_cli.records:records",
     "simulate": "sesam_cli.simulate:simulate",
     "decompose": "sesam_cli.decompose:decompose",
     "sample-prompts": "sesam_cli.sample_prompts:sample_prompts",

@@ -97,21 +97,25 @@ def paint_components(drawing: Drawing, key: str, path: str) -> list[Panel]:
 
 
 def paint_prompts(drawing: Drawing, key: str, path: str) -> list[Panel]:
-    """A prompts HDF5: box prompts as rectangles in class colours, positive points as green discs,
-    negative points as red crosses."""
+    """A prompts HDF5, in the class colour of each prompt set: box prompts as rectangles, positive
+    points as discs, negative points as crosses (in the colour of the class they exclude)."""
     from stages.prompts import read_prompts
 
     prompts = read_prompts(path)
     drawing.check_size(path, prompts.image_size)
     has_box = ~np.isnan(prompts.set_box).any(axis=1)
     picture = draw_boxes(drawing.photo, prompts.set_box[has_box], drawing.class_colours(prompts.set_class[has_box]))
-    picture = draw_points(picture, prompts.points, prompts.point_labels == 1)
-    title = f"{key}: {prompts.count} sets, {len(prompts.points)} points"
+    picture = draw_points(picture, prompts.points, prompts.point_labels == 1,
+                          drawing.class_colours(prompts.set_class[prompts.point_set]))
+    negatives = int((prompts.point_labels == 0).sum())
+    title = (f"{key}: {prompts.count} sets, {len(prompts.points) - negatives} points (discs)"
+             + (f", {negatives} negatives (crosses)" if negatives else ""))
     return [Panel(title, picture, _classes(prompts.set_class))]
 
 
 def paint_masks(drawing: Drawing, key: str, path: str) -> list[Panel]:
-    """A SAM masks HDF5: per prompt set the hypothesis ``--hypothesis`` picks, in its class colour."""
+    """A SAM masks HDF5: per prompt set the hypothesis ``--hypothesis`` picks, in its class colour
+    (smaller masks on top, colours never mixed)."""
     datasets = read_masks(path)
     masks, scores, classes = datasets["masks"], datasets["iou_predictions"], datasets["set_class"]
     drawing.check_size(path, masks.shape[2:])
@@ -194,9 +198,9 @@ def show(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_
 
     One panel per artifact, side by side under a title strip, with a legend of the classes shown:
     label maps (gt, weak, pseudo, prediction, cam) in class colours, boxes as rectangles,
-    components each in its own colour, prompts as green discs (positive), red crosses (negative)
-    and rectangles (boxes), SAM masks per prompt set, confidences as heat maps. Adds the key
-    'picture' to each record.
+    components each in its own colour, prompts in their set's class colour as discs (positive),
+    crosses (negative) and rectangles (boxes), SAM masks per prompt set in class colours (smaller
+    masks on top, colours never mixed), confidences as heat maps. Adds the key 'picture' to each record.
 
     \b
     Example:

@@ -9,7 +9,7 @@ import click
 
 from stages.artifacts import provenance
 from stages.errors import SesamInputError
-from stages.labels import image_size, read_label, read_single_channel, write_label
+from stages.labels import image_size, read_instances, read_label, write_label
 from stages import IGNORE_INDEX
 from stages.simulate import (
     DEFAULT_MIN_AREA, KINDS, Boxes, image_rng, label_regions, labelled_fraction, simulate_weak, write_boxes,
@@ -52,8 +52,9 @@ def _paired(records: Iterable[Record], key: str, paths: dict[str, str]) -> Itera
 @ids_option
 @click.option("--kind", type=click.Choice(KINDS), required=True, help="Which weak label to simulate.")
 @click.option("--instances", "instances_dir", type=click.Path(file_okay=False),
-              help="Directory of instance-id PNGs (0 none, 255 ignore, 1..n), paired by file stem: "
-                   "one weak annotation per object instead of per connected piece.")
+              help="Directory of instance-id PNGs, paired by file stem: one weak annotation per object "
+                   "instead of per connected piece. 8-bit maps: 0 none, 255 ignore, 1..n objects (VOC); "
+                   "16-bit maps: label id x 1000 + k on objects (Cityscapes' _gtFine_instanceIds.png).")
 @classes_option
 @map_colours_option
 @reduce_zero_label_option
@@ -104,12 +105,13 @@ def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir,
     fractions: list[float] = []
 
     def make(record: dict, out_path: str) -> None:
-        require(record, "gt")
+        require(record, "gt", hint="give ground-truth PNGs as arguments, or start the chain with "
+                                   "`sesam records --images DIR --key gt=DIR`")
         if instance_maps is not None and not record.get("gt_instances"):
             raise SesamInputError(record["gt"], f"no instance map named '{record['id']}.*' under {instances_dir}")
         expected = image_size(record["image"]) if record.get("image") else None
         gt = read_label(record["gt"], preset, map_colours, expected, reduce_zero_label)
-        instances = read_single_channel(record["gt_instances"], gt.shape) if record.get("gt_instances") else None
+        instances = read_instances(record["gt_instances"], gt.shape) if record.get("gt_instances") else None
         if (gt == IGNORE_INDEX).all():
             log.warning("%s: the ground truth labels no pixel; the weak label is empty", record["gt"])
         regions = label_regions(gt, instances, min_area)

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 import unicodedata
 import zlib
 from dataclasses import dataclass, field
@@ -111,12 +112,13 @@ def record_id(path: str, strip_suffixes: Iterable[str] = ()) -> str:
     return checked_id(stem, path)
 
 
-def _files_under(path: str, suffixes: tuple[str, ...]) -> list[str]:
-    """Files below ``path`` (recursively) whose names end in one of ``suffixes``, sorted."""
+def files_under(path: str, suffixes: tuple[str, ...] | None = None) -> list[str]:
+    """Files below ``path`` (recursively), not hidden, whose names end in one of ``suffixes``
+    (None: any), sorted."""
     found = []
     for root, _dirs, files in os.walk(path):
         found.extend(os.path.join(root, f) for f in files
-                     if f.lower().endswith(suffixes) and not f.startswith("."))
+                     if (suffixes is None or f.lower().endswith(suffixes)) and not f.startswith("."))
     return sorted(found)
 
 
@@ -124,7 +126,7 @@ def index_images(images_dir: str, strip_suffixes: Iterable[str] = ()) -> dict[st
     """Map record id -> photo path for every image below ``images_dir``."""
     if not os.path.isdir(images_dir):
         raise click.BadParameter(f"{images_dir}: no such directory", param_hint="--images")
-    return {record_id(p, strip_suffixes): p for p in _files_under(images_dir, IMAGE_SUFFIXES)}
+    return {record_id(p, strip_suffixes): p for p in files_under(images_dir, IMAGE_SUFFIXES)}
 
 
 def records_from_files(inputs: Iterable[str], key: str, images_dir: str | None = None,
@@ -139,7 +141,7 @@ def records_from_files(inputs: Iterable[str], key: str, images_dir: str | None =
     records = []
     for item in inputs:
         if os.path.isdir(item):
-            paths = _files_under(item, suffixes)
+            paths = files_under(item, suffixes)
             if not paths:
                 raise click.BadParameter(f"{item}: no {'/'.join(suffixes)} files in this directory")
         elif os.path.exists(item):
@@ -235,12 +237,79 @@ def emit(record: Mapping[str, Any]) -> None:
     out.flush()
 
 
-def require(record: Mapping[str, Any], *keys: str) -> None:
-    """Raise a ClickException if ``record`` lacks any of ``keys`` (an upstream stage is missing)."""
+KEY_SOURCES = {
+    "image": "pass --images DIR (photos paired by file stem)",
+    "gt": "start the chain with `sesam records --images DIR --key gt=DIR`",
+    "gt_instances": "pass --instances DIR, or `sesam records --key gt_instances=DIR`",
+    "weak": "run `sesam simulate` first, or give weak-label files as arguments",
+    "components": "run `sesam decompose` first",
+    "prompts": "run `sesam sample-prompts` first",
+    "masks": "run `sesam sam-predict` first",
+    "pseudo": "run `sesam select` first",
+    "prediction": "run `sesam refine --predict-only` first",
+    "cam": "give each record a CAM pseudo-label PNG under 'cam'",
+}
+"""How a record gets each key, for the error that names a missing one."""
+
+
+def require(record: Mapping[str, Any], *keys: str, hint: str | None = None) -> None:
+    """Raise SesamInputError if ``record`` lacks any of ``keys``, saying how to get the first missing
+    one (``hint``, else ``KEY_SOURCES``)."""
     missing = [k for k in keys if not record.get(k)]
     if missing:
-        raise SesamInputError(None, f"record '{record.get('id')}' has no {', '.join(repr(k) for k in missing)}; "
-                                    "run the stage that makes it first (or give it as an option)")
+        how = hint or KEY_SOURCES.get(missing[0], "run the stage that makes it first")
+        raise SesamInputError(None, f"record '{record.get('id')}' has no {', '.join(repr(k) for k in missing)}; {how}")
+
+
+PROGRESS_INTERVAL = 30.0
+"""Seconds between progress lines when stderr is not a terminal ($SESAM_PROGRESS_INTERVAL overrides)."""
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` for people: '42 s', '3 min 05 s', '2 h 07 min'."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class LogProgress:
+    """What a progress bar says, as a log line every ``interval`` seconds, for a stderr that is not a
+    terminal (``make demo 2>&1 | tee log``): done / total, rate, ETA and the latest postfix values.
+    Has the part of tqdm's interface the commands use: iteration, ``update``, ``set_postfix``, ``n``, ``close``."""
+
+    def __init__(self, iterable: Iterable[Any] | None, desc: str, total: int | None, unit: str, initial: int,
+                 interval: float):
+        self.iterable, self.desc, self.total, self.unit, self.interval = iterable, desc, total, unit, interval
+        self.n = self._first = initial
+        self._start = self._last = time.monotonic()
+        self._postfix = ""
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self.iterable or ():
+            yield item
+            self.update(1)
+
+    def update(self, count: int = 1) -> None:
+        self.n += count
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            log.info("%s", self.line(now))
+
+    def set_postfix(self, refresh: bool = False, **values: Any) -> None:
+        self._postfix = "".join(f", {name} {value}" for name, value in values.items())
+
+    def line(self, now: float) -> str:
+        rate = (self.n - self._first) / max(now - self._start, 1e-9)
+        done = f"{self.n}/{self.total}" if self.total else str(self.n)
+        eta = f", ETA {format_duration((self.total - self.n) / rate)}" if self.total and rate > 0 else ""
+        return f"{self.desc}: {done} {self.unit}, {rate:.3g} {self.unit}/s{eta}{self._postfix}"
+
+    def close(self) -> None:
+        """Nothing to tear down: the command's summary line follows."""
 
 
 def global_flag(name: str) -> bool:
@@ -262,14 +331,20 @@ def failure_message(exc: Exception) -> str:
 
 
 def progress(iterable: Iterable[Any] | None, desc: str, total: int | None = None, unit: str = "img",
-             initial: int = 0) -> tqdm:
-    """A progress bar on stderr, silent with -q or when stderr is not a terminal and SESAM_PROGRESS is unset.
+             initial: int = 0) -> tqdm | LogProgress:
+    """Progress on stderr: a bar on a terminal, a log line every PROGRESS_INTERVAL seconds otherwise;
+    nothing with -q or SESAM_PROGRESS=0 (SESAM_PROGRESS=1 forces the bar).
 
     With ``iterable`` None it is a manual bar: call ``update(n)`` on it, and ``close()`` at the end.
     """
-    enabled = not global_flag("quiet") and (sys.stderr.isatty() or os.environ.get("SESAM_PROGRESS") == "1")
+    quiet = global_flag("quiet")
+    setting = os.environ.get("SESAM_PROGRESS")
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
+    if not quiet and setting != "1" and setting != "0" and not sys.stderr.isatty():
+        interval = float(os.environ.get("SESAM_PROGRESS_INTERVAL") or PROGRESS_INTERVAL)
+        return LogProgress(iterable, desc, total, unit, initial, interval)
+    enabled = not quiet and setting != "0"
     return tqdm(iterable, desc=desc, total=total, disable=not enabled, file=sys.stderr,
                 unit=unit, initial=initial, dynamic_ncols=True)
 
@@ -319,8 +394,26 @@ class PerImageStage:
                 log.info("%s: removed %s, left behind by a killed run", self.stage, path)
 
     def run(self, records: Iterable[Record], make: Callable[[Record, str], None]) -> None:
+        """Make every record's artifact; ends with a summary line. Ctrl-C stops after the image in
+        hand with exit status 130 and says how much was done (a rerun resumes)."""
         os.makedirs(self.output_dir, exist_ok=True)
         self.remove_stale_temporaries()
+        start = time.monotonic()
+        try:
+            self._loop(records, make)
+        except KeyboardInterrupt:
+            log.error("%s: interrupted after %s; run the same command again to resume",
+                      self.stage, self._counted(start))
+            raise click.exceptions.Exit(130) from None
+        log.info("%s: %s", self.stage, self._counted(start))
+        if self.counts["failed"]:
+            raise click.ClickException(f"{self.stage}: {self.counts['failed']} image(s) failed (see above)")
+
+    def _counted(self, start: float) -> str:
+        return (f"{self.counts['made']} made, {self.counts['skipped']} up to date, {self.counts['failed']} failed "
+                f"in {format_duration(time.monotonic() - start)}")
+
+    def _loop(self, records: Iterable[Record], make: Callable[[Record, str], None]) -> None:
         seen: set[str] = set()
         for rec in progress(records, self.stage):
             if self.shard is not None and not self.shard.owns(rec["id"]):
@@ -351,7 +444,3 @@ class PerImageStage:
             rec[self.key] = out
             rec.update(companions)
             self.sink(rec)
-        log.info("%s: %d made, %d up to date, %d failed", self.stage, self.counts["made"],
-                 self.counts["skipped"], self.counts["failed"])
-        if self.counts["failed"]:
-            raise click.ClickException(f"{self.stage}: {self.counts['failed']} image(s) failed (see above)")

@@ -19,6 +19,12 @@ from .errors import SesamInputError
 from .presets import ClassPreset
 
 PNG_TEXT_KEY = "sesam"
+CLASSES_KEY = "classes"
+"""Key of the class names a label PNG was written with, in its ``sesam`` text chunk."""
+CITYSCAPES_INSTANCE_OFFSET = 1000
+"""16-bit instance maps: values from this on are objects (label id x 1000 + k), below it no instance."""
+MAX_LABEL_COLOURS = 256
+"""A colour label map has one colour per class; an RGB file with more distinct colours is a photo."""
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -55,11 +61,16 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     return height, width
 
 
+def _colour_codes(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 colours as int32 codes 0xRRGGBB."""
+    return (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+
+
 def colours_to_indices(rgb: np.ndarray, preset: ClassPreset, path: str | os.PathLike) -> np.ndarray:
     """Map an (H, W, 3) colour label to class indices by the preset's palette (white = 255)."""
     lut = preset.colour_lut()
-    codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
-    palette_codes = (lut[:, 0].astype(np.int32) << 16) | (lut[:, 1].astype(np.int32) << 8) | lut[:, 2]
+    codes = _colour_codes(rgb)
+    palette_codes = _colour_codes(lut)
     known = {int(code): idx for idx, code in list(enumerate(palette_codes))[::-1]
              if idx < preset.num_classes or idx == 255}
     uniq, inverse = np.unique(codes, return_inverse=True)
@@ -82,6 +93,7 @@ def read_label(path: str | os.PathLike, preset: ClassPreset, map_colours: bool =
     Values outside the preset, and a size other than ``expected_size`` (H, W), raise SesamInputError.
     """
     image = _open(path)
+    _check_written_classes(path, image, preset)
     if image.mode in ("P", "L"):
         label = np.asarray(image)
     elif image.mode in ("I", "I;16", "I;16B"):
@@ -90,12 +102,16 @@ def read_label(path: str | os.PathLike, preset: ClassPreset, map_colours: bool =
         rgb = np.asarray(image.convert("RGB"))
         if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
             label = rgb[..., 0]
-        elif map_colours:
-            label = colours_to_indices(rgb, preset, path)
         else:
-            raise SesamInputError(
-                path, "is a colour (RGB) image, not a map of class indices; pass --map-colours to "
-                      f"map colours through the '{preset.name}' palette")
+            colours = len(np.unique(_colour_codes(rgb)))
+            if colours > MAX_LABEL_COLOURS:
+                raise SesamInputError(path, f"looks like a photo ({colours} distinct colours), not a label map; "
+                                            "is a photo directory given where labels belong?")
+            if not map_colours:
+                raise SesamInputError(
+                    path, "is a colour (RGB) image, not a map of class indices; pass --map-colours to "
+                          f"map colours through the '{preset.name}' palette")
+            label = colours_to_indices(rgb, preset, path)
     else:
         raise SesamInputError(path, f"unsupported PNG mode '{image.mode}' for a label map")
     if reduce_zero_label:
@@ -104,6 +120,24 @@ def read_label(path: str | os.PathLike, preset: ClassPreset, map_colours: bool =
     label = label.astype(np.uint8)
     _check_size(path, label, expected_size)
     return label
+
+
+def _short_list(names: list[str] | tuple[str, ...], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
+def _check_written_classes(path: str | os.PathLike, image: Image.Image, preset: ClassPreset) -> None:
+    """A label PNG that sesam wrote names its classes: refuse to read it with another class list."""
+    text = getattr(image, "text", {}).get(PNG_TEXT_KEY)
+    try:
+        stored = json.loads(text) if text else {}
+    except ValueError:
+        return
+    written = stored.get(CLASSES_KEY) if isinstance(stored, dict) else None
+    if written is not None and list(written) != list(preset.classes):
+        raise SesamInputError(
+            path, f"was written with the classes of '{stored.get('preset')}' ({_short_list(written)}), not "
+                  f"those of '{preset.name}' ({_short_list(preset.classes)}); pass the --classes it was made with")
 
 
 def _check_size(path: str | os.PathLike, array: np.ndarray, expected_size: tuple[int, int] | None) -> None:
@@ -127,12 +161,34 @@ def read_single_channel(path: str | os.PathLike, expected_size: tuple[int, int] 
     return array
 
 
+def read_instances(path: str | os.PathLike, expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """An instance-id map as (H, W) int32: 0 = no instance, 255 = ignore, any other value an instance.
+
+    8-bit maps (palette or grey) follow VOC's ``SegmentationObject``: 0 none, 255 ignore (object
+    borders), 1..n instances. 16-bit maps follow Cityscapes' ``*_gtFine_instanceIds.png``: label id
+    x 1000 + k on objects, a bare label id (below 1000) on stuff and crowd regions, which are no
+    instance. Another mode, or a size other than ``expected_size`` (H, W), raises SesamInputError.
+    """
+    image = _open(path)
+    if image.mode in ("P", "L"):
+        ids = np.asarray(image).astype(np.int32)
+    elif image.mode in ("I", "I;16", "I;16B"):
+        raw = np.asarray(image).astype(np.int64)
+        ids = np.where(raw >= CITYSCAPES_INSTANCE_OFFSET, raw, 0).astype(np.int32)
+    else:
+        raise SesamInputError(path, f"is a '{image.mode}' image, not an 8-bit (VOC) or 16-bit (Cityscapes) "
+                                    "instance-id PNG")
+    _check_size(path, ids, expected_size)
+    return ids
+
+
 def write_label(path: str | os.PathLike, label: np.ndarray, preset: ClassPreset,
                 meta: Mapping[str, Any] | None = None) -> None:
-    """Atomically write an (H, W) uint8 index map as a palette PNG with optional provenance text."""
+    """Atomically write an (H, W) uint8 index map as a palette PNG; its text chunk holds ``meta``
+    (provenance) and the preset's name and class names, which ``read_label`` checks."""
     image = Image.fromarray(np.asarray(label, dtype=np.uint8), mode="P")
     image.putpalette(preset.palette())
-    write_png(path, image, meta)
+    write_png(path, image, {**(meta or {}), "preset": preset.name, CLASSES_KEY: list(preset.classes)})
 
 
 def write_png(path: str | os.PathLike, image: Image.Image, meta: Mapping[str, Any] | None = None) -> None:

@@ -80,6 +80,10 @@ def pascal_colourmap(n: int = 256) -> np.ndarray:
     return cmap
 
 
+PHOTO_MIN_VALUES = 200
+"""A single-channel file with more distinct values than this (and values outside its preset) is a photo."""
+
+
 @dataclass(frozen=True)
 class ClassPreset:
     """A class list. ``colours`` is (K, 3) uint8; ``has_background`` means class 0 is background."""
@@ -109,11 +113,13 @@ class ClassPreset:
         values = np.unique(label)
         bad = values[(values >= self.num_classes) & (values != IGNORE_INDEX)]
         if bad.size:
-            shown = ", ".join(str(v) for v in bad[:10])
+            shown = ", ".join(str(v) for v in bad[:10]) + (" ..." if bad.size > 10 else "")
+            looks_like_photo = (f"; {values.size} distinct values: this looks like a photo, not a label map"
+                                if values.size > PHOTO_MIN_VALUES else "")
             raise SesamInputError(
                 path,
                 f"class values {shown} are outside the '{self.name}' preset "
-                f"(0..{self.num_classes - 1}, and 255 = ignore)",
+                f"(0..{self.num_classes - 1}, and 255 = ignore){looks_like_photo}",
             )
 
 

@@ -18,6 +18,7 @@ from scipy import ndimage
 POSITIVE_COLOUR = (0, 210, 0)
 NEGATIVE_COLOUR = (235, 0, 0)
 OUTLINE_COLOUR = (0, 0, 0)
+CROSS_OUTLINE_COLOUR = (255, 255, 255)
 BACKGROUND_COLOUR = (255, 255, 255)
 TEXT_COLOUR = (0, 0, 0)
 
@@ -103,15 +104,17 @@ def overlay_regions(photo: np.ndarray, region_map: np.ndarray, alpha: float = 0.
 
 
 def overlay_masks(photo: np.ndarray, masks: np.ndarray, colours: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """Binary masks (S, H, W) in ``colours`` (S, 3) over ``photo``, larger masks below smaller ones,
-    each outlined."""
-    picture = photo
+    """Binary masks (S, H, W) in ``colours`` (S, 3) over ``photo``, each outlined. Where masks
+    overlap, the smaller one is drawn on top; colours are never mixed, so every coloured pixel
+    shows exactly one mask's class colour."""
+    top = np.full(photo.shape[:2], -1, np.int64)
     outline = np.zeros(photo.shape[:2], bool)
     for index in np.argsort([-int(mask.sum()) for mask in masks], kind="stable"):
-        mask = masks[index]
-        picture = _blend(picture, np.broadcast_to(colours[index], photo.shape), mask, alpha)
-        outline &= ~mask
-        outline |= mask_border(mask)
+        top[masks[index]] = index
+        outline &= ~masks[index]
+        outline |= mask_border(masks[index])
+    covered = top >= 0
+    picture = _blend(photo, np.asarray(colours, np.uint8)[np.where(covered, top, 0)], covered, alpha)
     picture[outline] = OUTLINE_COLOUR
     return picture
 
@@ -137,22 +140,33 @@ def draw_boxes(photo: np.ndarray, boxes: np.ndarray, colours: np.ndarray) -> np.
     return np.asarray(image)
 
 
-def draw_points(photo: np.ndarray, points: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """Point prompts over ``photo``: ``points`` (P, 2) float (x, y), ``positive`` (P,) bool.
-    Positive points are filled green discs, negative points red crosses, both outlined in black."""
+def draw_points(photo: np.ndarray, points: np.ndarray, positive: np.ndarray,
+                colours: np.ndarray | None = None) -> np.ndarray:
+    """Point prompts over ``photo``: ``points`` (P, 2) float (x, y), ``positive`` (P,) bool,
+    ``colours`` (P, 3) uint8 (default: green for positive, red for negative points).
+
+    Positive points are filled discs outlined in black; negative points are crosses a little larger
+    than a disc, outlined in white and drawn after every disc, so that a negative placed on another
+    class's positive point stays visible.
+    """
+    points = np.asarray(points, np.float64)
+    positive = np.asarray(positive, bool)
+    if colours is None:
+        colours = np.where(positive[:, None], POSITIVE_COLOUR, NEGATIVE_COLOUR)
     image = Image.fromarray(photo)
     draw = ImageDraw.Draw(image)
     radius = marker_radius(photo.shape)
     width = _line_width(photo.shape)
-    for (x, y), is_positive in zip(np.asarray(points, np.float64), np.asarray(positive, bool)):
-        if is_positive:
-            draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=POSITIVE_COLOUR,
-                         outline=OUTLINE_COLOUR, width=max(1, width // 2))
-        else:
-            for (x0, y0), (x1, y1) in (((x - radius, y - radius), (x + radius, y + radius)),
-                                       ((x - radius, y + radius), (x + radius, y - radius))):
-                draw.line((x0, y0, x1, y1), fill=OUTLINE_COLOUR, width=width + 2)
-                draw.line((x0, y0, x1, y1), fill=NEGATIVE_COLOUR, width=width)
+    for (x, y), colour in zip(points[positive], np.asarray(colours)[positive]):
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=tuple(int(c) for c in colour),
+                     outline=OUTLINE_COLOUR, width=max(1, width // 2))
+    arm = round(1.4 * radius)
+    for (x, y), colour in zip(points[~positive], np.asarray(colours)[~positive]):
+        strokes = ((x - arm, y - arm, x + arm, y + arm), (x - arm, y + arm, x + arm, y - arm))
+        for stroke in strokes:
+            draw.line(stroke, fill=CROSS_OUTLINE_COLOUR, width=width + 2)
+        for stroke in strokes:
+            draw.line(stroke, fill=tuple(int(c) for c in colour), width=width)
     return np.asarray(image)
 
 

@@ -86,8 +86,9 @@ class Regions:
 def label_regions(gt: np.ndarray, instances: np.ndarray | None = None, min_area: float = 0) -> Regions:
     """Split a ground truth (H, W) uint8 into regions.
 
-    ``instances``: optional (H, W) instance ids (0 = none, 255 = ignore, 1..n = instance). An
-    instance's class is the most frequent ground-truth class among its pixels; its region is its
+    ``instances``: optional (H, W) integer instance ids (0 = none, 255 = ignore, any other value an
+    instance, e.g. VOC's 1..n or Cityscapes' label id x 1000 + k; see ``stages.labels.read_instances``).
+    An instance's class is the most frequent ground-truth class among its pixels; its region is its
     pixels of that class. Labelled pixels outside every instance region form one region per
     connected piece of each class. Regions under ``min_area`` pixels (a value below 1 is a fraction
     of the image) are dropped. Instances come first (by id), then stuff pieces (by class).
@@ -100,14 +101,12 @@ def label_regions(gt: np.ndarray, instances: np.ndarray | None = None, min_area:
             raise ValueError(f"instances {instances.shape} and ground truth {gt.shape} differ in size")
         ids = instances.astype(np.int64)
         valid = labelled & (ids != 0) & (ids != IGNORE_INDEX)
-        votes = np.bincount(ids[valid] * 256 + gt[valid], minlength=256 * 256).reshape(256, 256)
-        instance_class = votes.argmax(axis=1)
-        member = valid & (gt == instance_class[ids])
-        present = np.unique(ids[member])
-        lookup = np.zeros(256, np.int32)
-        lookup[present] = np.arange(1, len(present) + 1)
-        region_map[member] = lookup[ids[member]]
-        classes.extend(int(instance_class[i]) for i in present)
+        present, instance_index = np.unique(ids[valid], return_inverse=True)
+        votes = np.bincount(instance_index * 256 + gt[valid], minlength=len(present) * 256)
+        instance_class = votes.reshape(len(present), 256).argmax(axis=1)
+        member = gt[valid] == instance_class[instance_index]
+        region_map[valid] = np.where(member, instance_index + 1, 0)
+        classes.extend(int(c) for c in instance_class)
     rest = labelled & (region_map == 0)
     for cls in np.unique(gt[rest]):
         pieces, count = ndimage.label(rest & (gt == cls), structure=EIGHT_CONNECTED)

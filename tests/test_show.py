@@ -16,7 +16,7 @@ from stages.artifacts import provenance, write_h5
 from stages.labels import read_image, read_label, read_single_channel, write_label
 from stages.presets import get_preset
 from stages.render import (
-    NEGATIVE_COLOUR, POSITIVE_COLOUR, draw_boxes, draw_points, grow_specks, heat_colours, overlay_labels,
+    NEGATIVE_COLOUR, POSITIVE_COLOUR, draw_boxes, draw_points, grow_specks, heat_colours, overlay_labels, overlay_masks,
     overlay_regions,
 )
 from stages.simulate import image_rng, label_regions, simulate_boxes, simulate_scribbles, write_boxes
@@ -104,6 +104,12 @@ def picture_of(sesam, result) -> np.ndarray:
     return np.asarray(Image.open(record["picture"]).convert("RGB"))
 
 
+def test_a_record_without_a_photo_names_the_option_that_gives_one(sesam, record, tmp_path):
+    del record["image"]
+    result = show(sesam, record, tmp_path / "pics", expect=1)
+    assert f"record '{ID}' has no 'image'; pass --images DIR" in result.stderr
+
+
 def test_renders_every_artifact_with_a_legend(sesam, record, tmp_path):
     picture = picture_of(sesam, show(sesam, record, tmp_path / "pics", "--columns", "4"))
     panels = 1 + 8
@@ -140,14 +146,16 @@ def test_panel_width_scales_panels(sesam, record, tmp_path):
     assert picture.shape[1] == 2 * 200 + 3 * 4
 
 
-def test_points_are_drawn_at_x_y(sesam, record, tmp_path):
+def test_points_are_drawn_at_x_y_in_their_class_colour(sesam, record, tmp_path):
     write_prompts(tmp_path / "p.h5", [[300, 50], [100, 250]], [1, 0], [0, 0], [15], [[np.nan] * 4])
     record["prompts"] = str(tmp_path / "p.h5")
     picture = picture_of(sesam, show(sesam, record, tmp_path / "pics", "--keys", "prompts", "--columns", "1"))
     prompts_panel = picture[HEIGHT + 20:]
-    green = np.argwhere((prompts_panel == POSITIVE_COLOUR).all(-1)).mean(0)
-    red = np.argwhere((prompts_panel == NEGATIVE_COLOUR).all(-1)).mean(0)
-    assert np.allclose(red - green, [200, -200], atol=1.5), "the offset (row, col) from + to - point"
+    person = tuple(VOC.colour_lut()[15])
+    drawn = np.argwhere((prompts_panel == person).all(-1))
+    disc_centre = drawn[drawn[:, 0] < drawn[:, 0].min() + 30].mean(0)
+    cross_centre = drawn[np.linalg.norm(drawn - (disc_centre + [200, -200]), axis=1) < 20].mean(0)
+    assert np.allclose(cross_centre - disc_centre, [200, -200], atol=1.5), "the offset (row, col) from + to - point"
 
     photo = read_image(record["image"])
     drawn = draw_points(photo, np.array([[300.0, 50.0]]), np.array([True]))
@@ -155,17 +163,32 @@ def test_points_are_drawn_at_x_y(sesam, record, tmp_path):
     assert (drawn[300, 50] == photo[300, 50]).all()
 
 
-def test_negative_points_are_crosses_and_boxes_rectangles(record):
+def test_negative_points_are_crosses_on_top_of_discs_and_boxes_rectangles(record):
     photo = read_image(record["image"])
     drawn = draw_points(photo, np.array([[100.0, 250.0]]), np.array([False]))
     assert tuple(drawn[250, 100]) == NEGATIVE_COLOUR
     radius = 5
     assert tuple(drawn[250 - radius + 1, 100 - radius + 1]) == NEGATIVE_COLOUR
     assert tuple(drawn[250, 100 - radius + 1]) != NEGATIVE_COLOUR, "a cross, not a disc"
+    hidden = draw_points(photo, np.array([[100.0, 250.0], [100.0, 250.0]]), np.array([False, True]),
+                         np.array([[255, 0, 0], [0, 0, 255]], np.uint8))
+    assert tuple(hidden[250, 100]) == (255, 0, 0), "the negative stays visible over a later positive disc"
     boxed = draw_boxes(photo, np.array([[10, 20, 60, 40]]), np.array([[255, 0, 0]]))
     assert tuple(boxed[20, 35]) == (255, 0, 0) and tuple(boxed[30, 10]) == (255, 0, 0)
     assert tuple(boxed[40, 60]) == (255, 0, 0), "the maxima are inclusive"
     assert (boxed[30, 35] == photo[30, 35]).all()
+
+
+def test_overlapping_masks_show_the_smaller_mask_in_its_own_colour_never_a_mix():
+    photo = np.full((40, 60, 3), 100, np.uint8)
+    large, small = np.zeros((2, 40, 60), bool)
+    large[5:35, 5:55] = True
+    small[15:25, 20:40] = True
+    colours = np.array([[0, 0, 255], [255, 0, 0]], np.uint8)
+    picture = overlay_masks(photo, np.stack([small, large]), colours, alpha=0.5)
+    assert tuple(picture[20, 30]) == (50, 50, 178), "the small (blue) mask alone, blended with the photo once"
+    assert tuple(picture[10, 10]) == (178, 50, 50), "the large (red) mask around it"
+    assert tuple(picture[15, 30]) == (0, 0, 0) and tuple(picture[5, 30]) == (0, 0, 0), "every mask is outlined"
 
 
 def test_overlays_colour_classes_and_components(record):
@@ -269,4 +292,6 @@ def test_simulated_weak_label_through_decompose_and_prompts(sesam, voc_dataset, 
     rec.update(components=str(tmp_path / "c.h5"), prompts=str(tmp_path / "p.h5"))
     picture = picture_of(sesam, show(sesam, rec, tmp_path / "pics"))
     assert picture.shape[1] == 4 * WIDTH + 5 * 4
-    assert (picture == POSITIVE_COLOUR).all(-1).sum() > 50
+    prompts_panel = picture[HEIGHT + 30: 2 * HEIGHT + 60, : WIDTH + 8]
+    discs = [(prompts_panel == VOC.colour_lut()[c]).all(-1).sum() for c in np.unique(components.component_class)]
+    assert min(discs) > 50, "every class's points drawn in its colour"
