@@ -313,9 +313,113 @@ def test_real_vit_b_checkpoint_loaded_as_vit_l_is_refused(tmp_path):
     assert backend.identity.name == "vit_b/my_vit_b" and backend.embedding_shape == (1, 256, 64, 64)
 
 
-def test_sam2_says_how_to_install_it():
-    with pytest.raises(SesamInputError, match="pip install sam2"):
+def test_sam2_says_what_it_needs():
+    import importlib.util
+
+    expected = "needs --checkpoint" if importlib.util.find_spec("sam2") else "pip install"
+    with pytest.raises(SesamInputError, match=expected):
         load_backend("sam2")
+
+
+# --- the sam2 backend: the real builder on a tiny SAM 2.1 ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_sam2(tmp_path_factory) -> tuple[str, str]:
+    pytest.importorskip("sam2")
+    from tiny_sam import save_tiny_sam2
+
+    return save_tiny_sam2(str(tmp_path_factory.mktemp("tiny_sam2")))
+
+
+@pytest.fixture(scope="module")
+def sam2_backend(tiny_sam2):
+    checkpoint, config = tiny_sam2
+    return load_backend("sam2", checkpoint=checkpoint, model_type=config, device="cpu")
+
+
+def test_sam2_matches_its_image_predictor(sam2_backend, voc_photo):
+    """Features, high-resolution maps, the three multimask logits and scores are SAM2ImagePredictor's,
+    for points, a box, a box with a click and a mask input; hypothesis 0 is the single-mask output."""
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    image = voc_photo["rgb"]
+    embedding = sam2_backend.embed(image)
+    predictor = SAM2ImagePredictor(sam2_backend.model)
+    predictor.set_image(image)
+    np.testing.assert_allclose(predictor._features["image_embed"].numpy(), embedding.features, atol=1e-6)
+    for theirs, ours in zip(predictor._features["high_res_feats"], embedding.high_res):
+        np.testing.assert_allclose(theirs.numpy(), ours, atol=1e-6)
+    assert embedding.input_size == (1024, 1024) and len(embedding.high_res) == 2
+    prompts = [
+        {"point_coords": np.array([[100.0, 50.0], [300.0, 200.0]]), "point_labels": np.array([1, 0])},
+        {"box": np.array([50.0, 60.0, 300.0, 250.0])},
+        {"point_coords": np.array([[120.0, 90.0]]), "point_labels": np.array([1]), "box": np.array([50.0, 30.0, 300.0, 250.0])},
+    ]
+    for prompt in prompts:
+        points = prompt.get("point_coords", np.zeros((0, 2)))
+        labels = prompt.get("point_labels", np.zeros(0))
+        logits, iou, low_res = sam2_backend.decode_logits(embedding, points, labels, prompt.get("box"))
+        multi, multi_iou, multi_low = predictor.predict(multimask_output=True, return_logits=True, **prompt)
+        np.testing.assert_allclose(logits[1:], multi, atol=1e-4)
+        np.testing.assert_allclose(iou[1:], multi_iou, atol=1e-6)
+        np.testing.assert_allclose(low_res[1:], multi_low, atol=1e-5)
+        fed, fed_iou, _ = sam2_backend.decode_logits(embedding, points, labels, prompt.get("box"), low_res[1])
+        reference, reference_iou, _ = predictor.predict(multimask_output=True, return_logits=True,
+                                                         mask_input=multi_low[:1], **prompt)
+        np.testing.assert_allclose(fed[1:], reference, atol=1e-4)
+        np.testing.assert_allclose(fed_iou[1:], reference_iou, atol=1e-6)
+    masks, iou = decode_all(sam2_backend, embedding, mixed_prompt_sets(voc_photo["masks"][:2].astype(bool)))
+    assert masks.shape[1] == 4 and iou.shape[1] == 4 and ((iou >= 0) & (iou <= 1)).all()
+
+
+def test_sam2_cache_holds_the_high_resolution_maps(sam2_backend, tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    image = square_image()
+    first = cache.get_or_compute(sam2_backend, image)
+    calls = sam2_backend.encoder_calls
+    again = cache.get_or_compute(sam2_backend, image)
+    assert sam2_backend.encoder_calls == calls and cache.reused == 1
+    for level, (ours, theirs) in enumerate(zip(again.high_res, first.high_res)):
+        np.testing.assert_array_equal(ours, theirs)
+    path = cache.path_for(sam2_backend, image_sha256(image))
+    assert os.path.basename(os.path.dirname(os.path.dirname(path))).startswith("sam2-")
+    import h5py
+
+    with h5py.File(path, "r+") as h5:
+        del h5["high_res_1"]
+    cache.get_or_compute(sam2_backend, image)
+    assert sam2_backend.encoder_calls == calls + 1, "an entry without its high-resolution maps is recomputed"
+
+
+def test_sam2_loading_errors_name_the_file(tiny_sam2, tmp_path):
+    checkpoint, config = tiny_sam2
+    with pytest.raises(SesamInputError, match="cannot tell the SAM 2 config") as error:
+        load_backend("sam2", checkpoint=checkpoint)
+    assert error.value.path == checkpoint
+    with pytest.raises(SesamInputError, match="unknown SAM 2 config 'hiera_x'"):
+        load_backend("sam2", checkpoint=checkpoint, model_type="hiera_x")
+    with pytest.raises(SesamInputError, match="is not a SAM 2 checkpoint for config sam2.1_hiera_t") as error:
+        load_backend("sam2", checkpoint=checkpoint, model_type="sam2.1_hiera_t")
+    assert error.value.path == checkpoint
+    with pytest.raises(SesamInputError, match="no such checkpoint file"):
+        load_backend("sam2", checkpoint=str(tmp_path / "sam2.1_hiera_large.pt"))
+
+
+@pytest.mark.slow
+def test_sam2_released_config_by_name_through_build_sam2(tmp_path):
+    """A checkpoint named like a release (its config read from the name) of the real Hiera-T,
+    randomly initialised, loads through sam2's build_sam2."""
+    pytest.importorskip("sam2")
+    from sam2.build_sam import build_sam2
+
+    path = str(tmp_path / "sam2.1_hiera_tiny.pt")
+    torch.save({"model": build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu").state_dict()}, path)
+    backend = load_backend("sam2", checkpoint=path, device="cpu")
+    assert backend.identity.name == "sam2.1_hiera_t/sam2.1_hiera_tiny" and backend.identity.backend == "sam2"
+    embedding = backend.embed(square_image())
+    assert embedding.features.shape == (1, 256, 64, 64) and [h.shape for h in embedding.high_res] == [
+        (1, 32, 256, 256), (1, 64, 128, 128)]
 
 
 # --- the default model in PyTorch, and batched decoding -----------------------------------------------
@@ -359,10 +463,9 @@ def largest_components(label: np.ndarray) -> np.ndarray:
 
 
 def decode_all(backend, embedding, sets, iterative=False):
-    from stages.sam.base import PromptBatch
     from stages.sam.predict import decode_in_chunks
 
-    batch = PromptBatch.from_sets(sets, embedding.original_size, embedding.input_size)
+    batch = backend.prompt_batch(sets, embedding)
     masks = np.zeros((len(sets), 4, *embedding.original_size), bool)
     iou = np.zeros((len(sets), 4), np.float32)
     for chunk, chunk_masks, chunk_iou, _ in decode_in_chunks(backend, embedding, batch, slice(None), iterative):
@@ -441,8 +544,6 @@ def test_torch_port_refuses_other_architectures(tmp_path, sam_home):
 def test_batched_decoding_equals_decoding_set_by_set(tiny_checkpoint, voc_photo):
     """One decoder call per token count gives what one call per set gives, with and without
     iterative input; a batch of mixed token counts is refused (padding would change the masks)."""
-    from stages.sam.base import PromptBatch
-
     batched = load_backend("sam", checkpoint=tiny_checkpoint, model_type=TINY_MODEL_TYPE, device="cpu",
                            decode_batch_size=64)
     single = load_backend("sam", checkpoint=tiny_checkpoint, model_type=TINY_MODEL_TYPE, device="cpu",
@@ -456,7 +557,7 @@ def test_batched_decoding_equals_decoding_set_by_set(tiny_checkpoint, voc_photo)
         np.testing.assert_allclose(iou, one_iou, atol=1e-5)
     logits, scores, _ = single.decode_logits(embedding, *sets[3][:2], sets[3][2])
     assert ((logits > 0) != masks[3]).mean() < 1e-3 and np.abs(scores - iou[3]).max() < 1e-5
-    batch = PromptBatch.from_sets(sets, embedding.original_size, embedding.input_size)
+    batch = batched.prompt_batch(sets, embedding)
     with pytest.raises(ValueError, match="one token count"):
         batched.decode_masks(embedding, batch)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Embedding, PromptBatch, SamBackend
+from .base import Embedding, SamBackend
 from .predict import decode_in_chunks
 
 
@@ -75,7 +75,7 @@ def automatic_masks(backend: SamBackend, embedding: Embedding, points_per_side: 
     """
     hypotheses = slice(1, 4) if multimask else slice(0, 1)
     clicks = [(point[None], np.ones(1), None) for point in point_grid(points_per_side, embedding.original_size)]
-    batch = PromptBatch.from_sets(clicks, embedding.original_size, embedding.input_size)
+    batch = backend.prompt_batch(clicks, embedding)
     encoded, boxes, ious, stabilities = [], [], [], []
     for _chunk, masks, iou, stability in decode_in_chunks(backend, embedding, batch, hypotheses):
         good = (iou > pred_iou_thresh) & (stability >= stability_thresh)

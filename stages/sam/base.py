@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -59,12 +59,15 @@ class Embedding:
     """An image as the decoder sees it.
 
     ``features``: (1, C, 64, 64) float32 image embedding; ``original_size``: the image's (H, W);
-    ``input_size``: its (h, w) after resizing the longest side to the encoder's input side.
+    ``input_size``: its (h, w) in the encoder's input frame (SAM: the longest side resized to 1024;
+    SAM 2: the image stretched to 1024x1024); ``high_res``: further float32 feature maps the decoder
+    reads (SAM 2: (1, 32, 256, 256) and (1, 64, 128, 128)), empty for SAM.
     """
 
     features: np.ndarray
     original_size: tuple[int, int]
     input_size: tuple[int, int]
+    high_res: tuple[np.ndarray, ...] = ()
 
 
 def check_prompt_set(points: np.ndarray, labels: np.ndarray, box: np.ndarray | None,
@@ -81,6 +84,16 @@ def check_prompt_set(points: np.ndarray, labels: np.ndarray, box: np.ndarray | N
     if len(points) == 0 and box is None:
         raise ValueError("a prompt set needs at least one point or a box")
     return points, labels.astype(np.float32), box
+
+
+def sam_tokens(points: np.ndarray, labels: np.ndarray, box: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """SAM's decoder tokens of one set (as ``SamPredictor`` and the ONNX export): the points, then
+    the box's corners (labels 2, 3) or, without a box, the padding point (0, 0) with label -1."""
+    if box is None:
+        extra, extra_labels = np.zeros((1, 2), np.float32), [PADDING_LABEL]
+    else:
+        extra, extra_labels = box.reshape(2, 2), list(BOX_LABELS)
+    return np.concatenate([points, extra]), np.concatenate([labels, np.array(extra_labels, np.float32)])
 
 
 @dataclass(frozen=True)
@@ -100,22 +113,21 @@ class PromptBatch:
 
     @classmethod
     def from_sets(cls, sets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
-                  original_size: tuple[int, int], input_size: tuple[int, int]) -> "PromptBatch":
-        """Tokens for ``sets`` of ((n, 2) points, (n,) labels, (4,) XYXY box or None) in original pixels."""
-        tokens = []
+                  original_size: tuple[int, int], input_size: tuple[int, int],
+                  tokens: Callable[[np.ndarray, np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray]] | None = None,
+                  ) -> "PromptBatch":
+        """Tokens for ``sets`` of ((n, 2) points, (n,) labels, (4,) XYXY box or None) in original
+        pixels; ``tokens`` orders one set's points and box corners (default ``sam_tokens``)."""
+        tokens = tokens or sam_tokens
+        rows = []
         for points, labels, box in sets:
-            points, labels, box = check_prompt_set(points, labels, box)
-            if box is None:
-                extra, extra_labels = np.zeros((1, 2), np.float32), [PADDING_LABEL]
-            else:
-                extra, extra_labels = box.reshape(2, 2), list(BOX_LABELS)
-            coords = to_input_frame(np.concatenate([points, extra]), original_size, input_size)
-            tokens.append((coords, np.concatenate([labels, np.array(extra_labels, np.float32)])))
-        lengths = np.array([len(labels) for _, labels in tokens], np.int64)
-        width = int(lengths.max()) if len(tokens) else 0
-        coords = np.zeros((len(tokens), width, 2), np.float32)
-        labels = np.full((len(tokens), width), PADDING_LABEL, np.float32)
-        for index, (set_coords, set_labels) in enumerate(tokens):
+            coords, token_labels = tokens(*check_prompt_set(points, labels, box))
+            rows.append((to_input_frame(coords, original_size, input_size), token_labels))
+        lengths = np.array([len(labels) for _, labels in rows], np.int64)
+        width = int(lengths.max()) if len(rows) else 0
+        coords = np.zeros((len(rows), width, 2), np.float32)
+        labels = np.full((len(rows), width), PADDING_LABEL, np.float32)
+        for index, (set_coords, set_labels) in enumerate(rows):
             coords[index, : len(set_labels)] = set_coords
             labels[index, : len(set_labels)] = set_labels
         return cls(coords, labels, lengths)
@@ -154,9 +166,40 @@ class SamBackend(abc.ABC):
     def embedding_shape(self) -> tuple[int, ...]:
         """The shape of ``Embedding.features`` this model makes, e.g. (1, 256, 64, 64)."""
 
+    @property
+    def high_res_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """The shapes of ``Embedding.high_res`` this model makes (none for SAM)."""
+        return ()
+
     @abc.abstractmethod
-    def _encode(self, tensor: np.ndarray) -> np.ndarray:
-        """(B, 3, L, L) normalised, padded float32 images -> (B, *embedding_shape[1:]) float32 features."""
+    def _encode(self, tensor: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        """(B, 3, L, L) normalised, padded float32 images -> (B, *embedding_shape[1:]) float32 features,
+        or a tuple of them and the high-resolution maps (``high_res_shapes``, batch first)."""
+
+    def _preprocess(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """(H, W, 3) uint8 -> the (1, 3, L, L) encoder input and the image's (h, w) in it (SAM's)."""
+        return preprocess_image(image, self.long_side)
+
+    def _upscale_geometry(self, embedding: Embedding) -> tuple[tuple[int, int], int]:
+        """(the (h, w) of the image in the mask frame, the mask frame's side): the low-res logits are
+        upscaled bilinearly to the frame, cropped to (h, w) and resized to the image (SAM's
+        ``postprocess_masks``)."""
+        return embedding.input_size, self.long_side
+
+    @staticmethod
+    def prompt_tokens(points: np.ndarray, labels: np.ndarray, box: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """One set's decoder tokens in original pixels (``sam_tokens``)."""
+        return sam_tokens(points, labels, box)
+
+    def prompt_batch(self, sets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+                     embedding: Embedding) -> PromptBatch:
+        """``sets`` of ((n, 2) points, (n,) labels, (4,) box or None) as this model's tokens for ``embedding``."""
+        return PromptBatch.from_sets(sets, embedding.original_size, embedding.input_size, self.prompt_tokens)
+
+    def upscale(self, low_res: np.ndarray, embedding: Embedding) -> np.ndarray:
+        """(M, 256, 256) low-res logits -> (M, H, W) float32 logits at image size."""
+        cropped, side = self._upscale_geometry(embedding)
+        return upscale_logits(low_res, embedding.original_size, cropped, side)
 
     @abc.abstractmethod
     def _decode_tokens(self, embedding: Embedding, coords: np.ndarray, labels: np.ndarray,
@@ -181,7 +224,7 @@ class SamBackend(abc.ABC):
         masks = np.zeros((*low_res.shape[:2], *embedding.original_size), bool)
         stability = np.zeros(low_res.shape[:2], np.float32)
         for index, set_low_res in enumerate(low_res):
-            logits = upscale_logits(set_low_res, embedding.original_size, embedding.input_size, self.long_side)
+            logits = self.upscale(set_low_res, embedding)
             masks[index] = logits > 0
             stability[index] = stability_scores(logits)
         return masks, stability
@@ -197,10 +240,12 @@ class SamBackend(abc.ABC):
         """Encode (H, W, 3) uint8 RGB images in one encoder call."""
         if not images:
             return []
-        inputs = [preprocess_image(image, self.long_side) for image in images]
-        features = np.ascontiguousarray(self._encode(np.concatenate([tensor for tensor, _ in inputs])), np.float32)
+        inputs = [self._preprocess(image) for image in images]
+        encoded = self._encode(np.concatenate([tensor for tensor, _ in inputs]))
+        maps = [np.ascontiguousarray(array, np.float32) for array in (encoded if isinstance(encoded, tuple) else (encoded,))]
         self.encoder_calls += len(images)
-        return [Embedding(features[index: index + 1], (int(image.shape[0]), int(image.shape[1])), input_size)
+        return [Embedding(maps[0][index: index + 1], (int(image.shape[0]), int(image.shape[1])), input_size,
+                          tuple(array[index: index + 1] for array in maps[1:]))
                 for index, (image, (_, input_size)) in enumerate(zip(images, inputs))]
 
     def decode_chunk_size(self, embedding: Embedding, hypotheses: int = 4) -> int:
@@ -240,14 +285,14 @@ class SamBackend(abc.ABC):
         logits at image size (a pixel is in the mask where its logit > 0), (M,) float32 predicted
         IoU, and (M, 256, 256) float32 low-res logits (feed one back as ``mask_input``).
         """
-        batch = PromptBatch.from_sets([(points, labels, box)], embedding.original_size, embedding.input_size)
+        batch = self.prompt_batch([(points, labels, box)], embedding)
         if mask_input is not None:
             mask_input = np.asarray(mask_input, np.float32)
             if mask_input.shape != (LOW_RES, LOW_RES):
                 raise ValueError(f"mask_input must be ({LOW_RES}, {LOW_RES}) logits, got {mask_input.shape}")
         low_res, iou = self._decode_tokens(embedding, *batch.set_tokens(0), mask_input)
         low_res = np.asarray(low_res, np.float32)
-        logits = upscale_logits(low_res, embedding.original_size, embedding.input_size, self.long_side)
+        logits = self.upscale(low_res, embedding)
         return logits, np.asarray(iou, np.float32), low_res
 
     def decode(self, embedding: Embedding, points: np.ndarray, labels: np.ndarray,

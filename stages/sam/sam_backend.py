@@ -146,11 +146,11 @@ class TorchSamBackend(SamBackend):
         with torch.inference_mode():
             return self.model.image_encoder(self._tensor(tensor)).float().cpu().numpy()
 
-    def _features(self, embedding: Embedding):
-        """The embedding's features on the device, moved once per image."""
+    def _features(self, embedding: Embedding) -> tuple:
+        """The embedding's features and high-resolution maps on the device, moved once per image."""
         features, on_device = self._on_device
         if features is not embedding.features:
-            on_device = self._tensor(embedding.features)
+            on_device = tuple(self._tensor(array) for array in (embedding.features, *embedding.high_res))
             self._on_device = (embedding.features, on_device)
         return on_device
 
@@ -168,7 +168,7 @@ class TorchSamBackend(SamBackend):
                 masks = mask_input if isinstance(mask_input, torch.Tensor) else self._tensor(mask_input)
                 dense = self.model.prompt_encoder.mask_downscaling(masks[:, None])
             low_res, iou = self.model.mask_decoder.predict_masks(
-                image_embeddings=self._features(embedding), image_pe=self._image_pe,
+                image_embeddings=self._features(embedding)[0], image_pe=self._image_pe,
                 sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense)
         return low_res.float(), iou.float()
 
@@ -202,9 +202,9 @@ class TorchSamBackend(SamBackend):
         """(B, M, 256, 256) logits -> (B, M, H, W), the taps of ``transforms.upscale_logits``."""
         import torch
 
-        (height, width), (input_h, input_w) = embedding.original_size, embedding.input_size
-        rows = upscale_taps(low_res.shape[-2], input_h, height, self.long_side)
-        cols = upscale_taps(low_res.shape[-1], input_w, width, self.long_side)
+        (height, width), ((input_h, input_w), side) = embedding.original_size, self._upscale_geometry(embedding)
+        rows = upscale_taps(low_res.shape[-2], input_h, height, side)
+        cols = upscale_taps(low_res.shape[-1], input_w, width, side)
         (row_index, row_weight), (col_index, col_weight) = [
             (torch.from_numpy(index).to(self.device), torch.from_numpy(weight).to(self.device))
             for index, weight in (rows, cols)]
