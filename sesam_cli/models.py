@@ -26,16 +26,18 @@ model_option = click.option(
 checkpoint_option = click.option(
     "--checkpoint", type=click.Path(dir_okay=False), default=None,
     help="sam backend: the checkpoint file (e.g. sam_vit_h_4b8939.pth) [default: the official file of "
-         "--model-type in $SESAM_HOME/checkpoints].")
+         "--model-type in $SESAM_HOME/checkpoints]; sam2 backend: a SAM 2 checkpoint (e.g. sam2.1_hiera_large.pt).")
 model_type_option = click.option(
-    "--model-type", metavar="vit_h|vit_l|vit_b", default=None,
-    help="sam backend: the model type of the checkpoint [default: read from the checkpoint].")
+    "--model-type", metavar="TYPE|CONFIG", default=None,
+    help="sam backend: vit_h|vit_l|vit_b [default: read from the checkpoint]; sam2 backend: the config, "
+         "e.g. sam2.1_hiera_l, or a config YAML file [default: from a released checkpoint's file name].")
 device_option = click.option(
     "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
     help="auto uses CUDA when it is available.")
 decode_batch_option = click.option(
     "--decode-batch", type=click.IntRange(min=1), default=None, metavar="N",
-    help="torch/sam backends: prompt sets per decoder call [default: 8 on CPU, 64 on CUDA; fewer for large images].")
+    help="torch/sam/sam2 backends: prompt sets per decoder call [default: 8 on CPU, 64 on CUDA; fewer for "
+         "large images].")
 cache_dir_option = click.option(
     "--cache-dir", type=click.Path(file_okay=False), default=None,
     help="Embedding cache directory [default: $SESAM_HOME/embeddings].")

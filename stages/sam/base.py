@@ -102,9 +102,9 @@ class PromptBatch:
     (the padding is for storage only: a decoder batch takes sets of one length, see ``take``).
 
     ``coords`` (B, N, 2) float32 (x, y); ``labels`` (B, N) float32: 1/0 positive/negative points, 2/3
-    a box's corners (after the points), -1 "not a point"; ``lengths`` (B,) int64, the tokens of each
-    set before batch padding (a set without a box already ends in SAM's own padding point, as in
-    ``SamPredictor`` and the ONNX export).
+    a box's corners, -1 "not a point" (in the order of the backend's ``prompt_tokens``); ``lengths``
+    (B,) int64, the tokens of each set before batch padding (a SAM set without a box already ends in
+    SAM's own padding point, as in ``SamPredictor`` and the ONNX export).
     """
 
     coords: np.ndarray
