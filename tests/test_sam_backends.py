@@ -572,3 +572,15 @@ def test_embed_many_encodes_a_batch_in_one_call(onnx_backend, tiny_backend):
             alone = backend.embed(image)
             assert embedding.original_size == image.shape[:2] and embedding.input_size == alone.input_size
             np.testing.assert_allclose(embedding.features, alone.features, atol=1e-4)
+
+
+def test_device_postprocessing_equals_numpys(tiny_backend, voc_photo):
+    """The CUDA path's upscaling, thresholding and stability scores (run here on CPU tensors) give
+    what the numpy path gives."""
+    embedding = tiny_backend.embed(voc_photo["rgb"])
+    low_res = torch.from_numpy(np.random.default_rng(4).normal(0, 4, (3, 4, 256, 256)).astype(np.float32))
+    masks, stability = tiny_backend.postprocess_on_device(low_res, embedding)
+    reference_masks, reference_stability = tiny_backend._postprocess(low_res, embedding)
+    assert masks.shape == (3, 4, 375, 500) and masks.dtype == torch.bool
+    assert (masks.numpy() != reference_masks.numpy()).mean() < 1e-5
+    np.testing.assert_allclose(stability.numpy(), reference_stability.numpy(), atol=1e-4)

@@ -188,13 +188,20 @@ class TorchSamBackend(SamBackend):
         return low_res[torch.arange(len(iou), device=iou.device), iou.argmax(1)]
 
     def _postprocess(self, low_res, embedding: Embedding):
-        """On CUDA, upscaled, thresholded and scored on the GPU; on the CPU by numpy, which does it
-        several times faster than eager PyTorch (no intermediate tensors per tap)."""
+        """On CUDA, ``postprocess_on_device``; on the CPU numpy's, which is several times faster than
+        eager PyTorch there (no intermediate tensors per tap)."""
         import torch
 
         if low_res.device.type == "cpu":
             masks, stability = super()._postprocess(low_res.numpy(), embedding)
             return torch.from_numpy(masks), torch.from_numpy(stability)
+        return self.postprocess_on_device(low_res, embedding)
+
+    def postprocess_on_device(self, low_res, embedding: Embedding):
+        """(B, M, 256, 256) logits tensor -> (B, M, H, W) bool masks and (B, M) stability scores,
+        computed where the tensor is (the GPU path; the same taps and thresholds as numpy's)."""
+        import torch
+
         with torch.inference_mode():
             logits = self._upscale(low_res, embedding)
             inside = torch.count_nonzero(logits > 1.0, dim=(-2, -1))
