@@ -338,6 +338,7 @@ def sam2_backend(tiny_sam2):
     return load_backend("sam2", checkpoint=checkpoint, model_type=config, device="cpu")
 
 
+@pytest.mark.slow
 def test_sam2_matches_its_image_predictor(sam2_backend, voc_photo):
     """Features, high-resolution maps, the three multimask logits and scores are SAM2ImagePredictor's,
     for points, a box, a box with a click and a mask input; hypothesis 0 is the single-mask output."""
@@ -541,6 +542,7 @@ def test_torch_port_refuses_other_architectures(tmp_path, sam_home):
     assert error.value.path == os.path.join(source, "encoder.onnx")
 
 
+@pytest.mark.slow
 def test_batched_decoding_equals_decoding_set_by_set(tiny_checkpoint, voc_photo):
     """One decoder call per token count gives what one call per set gives, with and without
     iterative input; a batch of mixed token counts is refused (padding would change the masks)."""

