@@ -57,10 +57,11 @@ class BatchInputs:
         if isinstance(value, SesamInputError):
             raise value
         image, prompts = value
-        if self.embeddings is None or record["id"] not in self.embeddings:
+        if self.embeddings is None:
             batch = {key: item[0] for key, item in self.loaded.items() if not isinstance(item, SesamInputError)}
-            batch.setdefault(record["id"], image)
             self.embeddings = dict(zip(batch, self.embed(list(batch.values()))))
+        if record["id"] not in self.embeddings:
+            self.embeddings[record["id"]] = self.embed([image])[0]
         return image, prompts, self.embeddings[record["id"]]
 
 
