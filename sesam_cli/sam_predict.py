@@ -3,17 +3,66 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, Callable, Iterable, Iterator
 
 import click
+import numpy as np
 
 from stages.artifacts import provenance, write_h5
+from stages.errors import SesamInputError
 from stages.labels import IMAGE_SUFFIXES, read_image
+from stages.prompts import PromptSets
 
 from .models import backend_from_options, cache_dir_option, embedding_cache, sam_backend_options
 from .options import handle_errors, per_image_options
-from .stream import PerImageStage, read_records, require
+from .stream import PerImageStage, Record, prefetched, read_records, require
 
 log = logging.getLogger("sesam")
+
+
+class BatchInputs:
+    """The inputs of each record, read a batch ahead in a thread, and embedded a batch per encoder call.
+
+    ``read(record)`` -> (image, prompts) runs in the loader thread (a SesamInputError is kept and
+    raised when the record is made); ``embed(images)`` -> embeddings runs, for all images of the
+    current batch at once, when the first of them is made.
+    """
+
+    def __init__(self, read: Callable[[Record], tuple[np.ndarray, Any]],
+                 embed: Callable[[list[np.ndarray]], list[Any]]):
+        self.read = read
+        self.embed = embed
+        self.loaded: dict[str, Any] = {}
+        self.embeddings: dict[str, Any] | None = None
+
+    def _load(self, batch: list[Record]) -> dict[str, Any]:
+        loaded: dict[str, Any] = {}
+        for record in batch:
+            try:
+                loaded[record["id"]] = self.read(record)
+            except SesamInputError as exc:
+                loaded[record["id"]] = exc
+        return loaded
+
+    def stream(self, records: Iterable[Record], batch_images: int, wanted: Callable[[Record], bool]) -> Iterator[Record]:
+        """``records`` as they come, while their batch's inputs are read ahead."""
+        for record, loaded in prefetched(records, batch_images, wanted, self._load):
+            if loaded is not self.loaded:
+                self.loaded, self.embeddings = loaded, None
+            yield record
+
+    def get(self, record: Record) -> tuple[np.ndarray, Any, Any]:
+        """(image, prompts, embedding) of ``record``; raises its read error, if any."""
+        value = self.loaded[record["id"]] if record["id"] in self.loaded else self._load([record])[record["id"]]
+        if isinstance(value, SesamInputError):
+            raise value
+        image, prompts = value
+        if self.embeddings is None:
+            batch = {key: item[0] for key, item in self.loaded.items() if not isinstance(item, SesamInputError)}
+            self.embeddings = dict(zip(batch, self.embed(list(batch.values()))))
+        if record["id"] not in self.embeddings:
+            self.embeddings[record["id"]] = self.embed([image])[0]
+        return image, prompts, self.embeddings[record["id"]]
 
 
 @click.command("sam-predict")
@@ -33,9 +82,13 @@ log = logging.getLogger("sesam")
               help="--grid: keep masks whose stability score reaches this.")
 @click.option("--nms-thresh", type=float, default=0.7, show_default=True,
               help="--grid: box IoU above which the lower-scored of two masks is dropped.")
+@click.option("--batch-images", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Encode up to N uncached images per encoder call (e.g. 8 on a GPU); the next N images are "
+                   "read in a background thread meanwhile.")
 @handle_errors
 def sam_predict(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going, cache_dir, no_cache,
-                multimask, iterative, grid, pred_iou_thresh, stability_thresh, nms_thresh, **backend_options) -> None:
+                multimask, iterative, grid, pred_iou_thresh, stability_thresh, nms_thresh, batch_images,
+                **backend_options) -> None:
     """Run SAM on each image's prompt sets: mask hypotheses with predicted IoU and stability.
 
     Reads records with 'prompts' (from `sesam sample-prompts`) and 'image' on stdin, or prompts
@@ -45,11 +98,15 @@ def sam_predict(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard
     of clicks yields every confident, stable mask after box NMS (SAM's automatic mask generator),
     one per set, with component and class -1; inputs are then records with 'image' or image files.
 
+    The default backend (auto) is the default model in PyTorch on a CUDA device, decoding all
+    prompt sets of one length in one call, and onnxruntime on CPU.
+
     \b
     Example:
       sesam sample-prompts -o work/prompts work/components | sesam sam-predict -o work/masks > work/masks.jsonl
       sesam sam-predict --single --iterative --images data/JPEGImages -o work/masks work/prompts
       sesam sam-predict --grid 32 -o work/auto data/JPEGImages
+      sesam sam-predict --device cuda --batch-images 8 -o work/masks < work/prompts.jsonl > work/masks.jsonl
     """
     from stages.sam import automatic_masks, predict_prompt_sets, read_prompt_sets
 
@@ -68,20 +125,25 @@ def sam_predict(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard
         records = read_records(inputs, "prompts", images_dir, strip_suffixes, suffixes=(".h5",))
         needed = ("image", "prompts")
 
-    def make(record: dict, out: str) -> None:
+    def read_inputs(record: dict) -> tuple[np.ndarray, PromptSets | None]:
         require(record, *needed)
         image = read_image(record["image"])
-        embedding = backend.embed(image) if cache is None else cache.get_or_compute(backend, image)
+        return image, None if grid else read_prompt_sets(record["prompts"], image.shape[:2])
+
+    batches = BatchInputs(read_inputs, lambda images: backend.embed_many(images) if cache is None
+                          else cache.get_or_compute_many(backend, images))
+
+    def make(record: dict, out: str) -> None:
+        _image, prompts, embedding = batches.get(record)
         if grid:
             arrays = automatic_masks(backend, embedding, grid, multimask, pred_iou_thresh, stability_thresh, nms_thresh)
         else:
-            prompts = read_prompt_sets(record["prompts"], image.shape[:2])
             arrays = predict_prompt_sets(backend, embedding, prompts, multimask, iterative, record["prompts"])
         attrs = provenance("sam-predict", params, record, backend.identity.as_dict())
         attrs.update(mode="auto" if grid else "prompts", multimask=multimask)
         write_h5(out, arrays, attrs)
 
     stage = PerImageStage("sam-predict", "masks", output_dir, ".h5", params, overwrite, shard, keep_going)
-    stage.run(records, make)
+    stage.run(batches.stream(records, batch_images, stage.will_make), make)
     if cache is not None:
         log.info("sam-predict: %d images encoded, %d embeddings reused from the cache", cache.computed, cache.reused)

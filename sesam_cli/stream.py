@@ -15,6 +15,7 @@ import sys
 import time
 import unicodedata
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -230,6 +231,40 @@ def _with_images(records: Iterable[Record], images: dict[str, str] | None, image
         yield rec
 
 
+def prefetched(records: Iterable[Record], size: int, wanted: Callable[[Record], bool],
+               load: Callable[[list[Record]], Any]) -> Iterator[tuple[Record, Any]]:
+    """``records`` in order, each with what ``load`` made for its batch.
+
+    Records are grouped so that each group holds ``size`` records for which ``wanted`` is true (the
+    others ride along, ``load`` never sees them). ``load(batch)`` runs in a background thread: the
+    next group's while the caller works through the current one (reading the next images while the
+    current ones are encoded and decoded). Records of the stream are read one group ahead.
+    """
+    iterator = iter(records)
+
+    def take() -> tuple[list[Record], list[Record]]:
+        group: list[Record] = []
+        batch: list[Record] = []
+        for rec in iterator:
+            group.append(rec)
+            if wanted(rec):
+                batch.append(rec)
+                if len(batch) == size:
+                    break
+        return group, batch
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        group, batch = take()
+        pending = pool.submit(load, batch)
+        while group:
+            next_group, next_batch = take()
+            upcoming = pool.submit(load, next_batch) if next_group else None
+            loaded = pending.result()
+            for rec in group:
+                yield rec, loaded
+            group, pending = next_group, upcoming
+
+
 def emit(record: Mapping[str, Any]) -> None:
     """Write one record as a JSON line on stdout and flush, so the next command can start on it."""
     out = sys.stdout
@@ -393,6 +428,24 @@ class PerImageStage:
             for path in remove_stale_temporaries(directory, suffixes):
                 log.info("%s: removed %s, left behind by a killed run", self.stage, path)
 
+    def owns(self, rec: Mapping[str, Any]) -> bool:
+        """Whether ``rec`` belongs to this shard."""
+        return self.shard is None or self.shard.owns(rec["id"])
+
+    def up_to_date(self, rec: Mapping[str, Any], out: str) -> bool:
+        """Whether the artifact ``out`` (and the companions) of ``rec`` exist and are current."""
+        companions = {key: self.companion_path(rec, key) for key in self.companions}
+        return (not self.overwrite and all(os.path.exists(p) for p in companions.values())
+                and is_current(out, self.stage, self.params, rec, exclude=(self.key, *companions)))
+
+    def will_make(self, rec: Mapping[str, Any]) -> bool:
+        """Whether ``run`` will call ``make`` for ``rec`` (owned, not up to date; a record whose
+        output path cannot even be found counts, so that ``make``'s error is reported)."""
+        try:
+            return self.owns(rec) and not self.up_to_date(rec, self.output_path(rec))
+        except SesamInputError:
+            return self.owns(rec)
+
     def run(self, records: Iterable[Record], make: Callable[[Record, str], None]) -> None:
         """Make every record's artifact; ends with a summary line. Ctrl-C stops after the image in
         hand with exit status 130 and says how much was done (a rerun resumes)."""
@@ -416,7 +469,7 @@ class PerImageStage:
     def _loop(self, records: Iterable[Record], make: Callable[[Record, str], None]) -> None:
         seen: set[str] = set()
         for rec in progress(records, self.stage):
-            if self.shard is not None and not self.shard.owns(rec["id"]):
+            if not self.owns(rec):
                 continue
             if rec["id"] in seen:
                 log.warning("%s: image '%s' comes twice; its artifact is now the later record's", self.stage, rec["id"])
@@ -424,8 +477,7 @@ class PerImageStage:
             try:
                 companions = {key: self.companion_path(rec, key) for key in self.companions}
                 out = self.output_path(rec)
-                if (not self.overwrite and all(os.path.exists(p) for p in companions.values())
-                        and is_current(out, self.stage, self.params, rec, exclude=(self.key, *companions))):
+                if self.up_to_date(rec, out):
                     self.counts["skipped"] += 1
                 else:
                     make(rec, out)

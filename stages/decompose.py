@@ -285,10 +285,21 @@ def decompose_file(path: str | os.PathLike, preset: ClassPreset, connectivity: i
     return decompose(label, connectivity, min_area)
 
 
+def stored_map_dtype(count: int) -> np.dtype:
+    """The narrowest unsigned dtype for component ids 0..``count``: compressing a uint8 map costs
+    less than half the time of the int32 one (and ``read_components`` widens it back)."""
+    for dtype in (np.uint8, np.uint16):
+        if count <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int32)
+
+
 def write_components(path: str | os.PathLike, components: Components, attrs: Mapping[str, Any]) -> None:
     """Atomically write ``components`` as a ``components`` HDF5 artifact with root ``attrs``
-    (provenance) plus ``image_size`` and ``source``."""
+    (provenance) plus ``image_size`` and ``source``; ``component_map`` is stored in the narrowest
+    unsigned dtype that holds its ids (``stored_map_dtype``)."""
     datasets = {name: getattr(components, name) for name in DATASETS}
+    datasets["component_map"] = components.component_map.astype(stored_map_dtype(components.count))
     write_h5(path, datasets, {**attrs, "image_size": components.image_size, "source": components.source})
 
 
@@ -298,6 +309,7 @@ def read_components(path: str | os.PathLike) -> Components:
     missing = [name for name in DATASETS if name not in datasets]
     if missing:
         raise SesamInputError(path, f"lacks dataset(s) {', '.join(missing)}; rerun 'sesam decompose'")
+    datasets["component_map"] = datasets["component_map"].astype(np.int32)
     components = Components(**{name: datasets[name] for name in DATASETS}, source=str(attrs.get("source")))
     sizes = {components.component_map.shape, components.weak_label.shape}
     counts = {components.component_class.shape[0], components.component_area.shape[0],

@@ -104,6 +104,27 @@ def test_components_round_trip(tmp_path):
         assert np.array_equal(getattr(back, name), getattr(components, name))
         assert getattr(back, name).dtype == getattr(components, name).dtype
     assert back.source == "mask"
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        assert h5["component_map"].dtype == np.uint8, "stored narrow"
+
+
+def test_wide_component_maps_and_old_int32_files_read_back_as_int32(tmp_path):
+    from stages.artifacts import write_h5
+    from stages.decompose import DATASETS, stored_map_dtype
+
+    assert (stored_map_dtype(255), stored_map_dtype(256), stored_map_dtype(70000)) == (np.uint8, np.uint16, np.int32)
+    label = np.full((40, 40), 255, np.uint8)
+    label[::2, ::2] = 1
+    components = decompose(label, connectivity=4)
+    assert components.count == 400
+    write_components(tmp_path / "wide.h5", components, {"stage": "decompose"})
+    assert np.array_equal(read_components(tmp_path / "wide.h5").component_map, components.component_map)
+    write_h5(tmp_path / "old.h5", {name: getattr(components, name) for name in DATASETS},
+             {"stage": "decompose", "image_size": components.image_size, "source": "mask"})
+    old = read_components(tmp_path / "old.h5")
+    assert old.component_map.dtype == np.int32 and np.array_equal(old.component_map, components.component_map)
 
 
 # --- the command ---------------------------------------------------------------------------------

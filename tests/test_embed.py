@@ -75,4 +75,4 @@ def test_embed_bad_images_name_the_file(sesam, sam_home, tmp_path, voc_dataset, 
 
 def test_embed_help_has_an_example(sesam):
     text = sesam("embed", "--help").stdout
-    assert "Example:" in text and "--backend [onnx|sam|sam2]" in text and "sam2" in text
+    assert "Example:" in text and "--backend [auto|torch|onnx|sam|sam2]" in text and "sam2" in text

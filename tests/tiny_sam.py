@@ -44,3 +44,29 @@ def save_tiny_checkpoint(path: str) -> str:
     register_sam_builder(TINY_MODEL_TYPE, build_tiny_sam)
     torch.save(build_tiny_sam().state_dict(), path)
     return path
+
+
+def save_tiny_sam2(directory: str) -> tuple[str, str]:
+    """A tiny SAM 2.1 made from the real ``sam2.1_hiera_t`` config with a smaller Hiera trunk (width 16,
+    blocks 1, 1, 2, 1) and one memory-attention layer, randomly initialised (seeded): writes its
+    config YAML and its checkpoint (``{"model": state_dict}``) into ``directory``; returns
+    (checkpoint path, config path)."""
+    import os
+
+    import sam2
+    import torch
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(os.path.join(sam2.__path__[0], "configs", "sam2.1", "sam2.1_hiera_t.yaml"))
+    trunk = config.model.image_encoder.trunk
+    trunk.embed_dim, trunk.stages, trunk.global_att_blocks = 16, [1, 1, 2, 1], [3]
+    config.model.image_encoder.neck.backbone_channel_list = [128, 64, 32, 16]
+    config.model.memory_attention.num_layers = 1
+    config_path = os.path.join(directory, "tiny_sam2.1.yaml")
+    OmegaConf.save(config, config_path)
+    torch.manual_seed(0)
+    model = instantiate(config.model, _recursive_=True)
+    checkpoint = os.path.join(directory, "tiny_sam2.pt")
+    torch.save({"model": model.state_dict()}, checkpoint)
+    return checkpoint, config_path

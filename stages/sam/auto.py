@@ -2,8 +2,9 @@
 
 Each grid point is one positive click. A hypothesis is kept when its predicted IoU and its
 stability score pass their thresholds; kept masks then go through box non-maximum suppression by
-predicted IoU. Only one point's logits are held as floats at a time; the masks kept so far are
-held run-length coded, so memory stays bounded however fine the grid.
+predicted IoU. The clicks are decoded in chunks (one decoder call per chunk where the backend
+batches); only one chunk's masks are held unpacked at a time, the masks kept so far run-length coded,
+so memory stays bounded however fine the grid.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Embedding, SamBackend
-from .transforms import stability_scores
+from .predict import decode_in_chunks
 
 
 def encode_runs(mask: np.ndarray) -> tuple[bool, np.ndarray]:
@@ -73,17 +74,14 @@ def automatic_masks(backend: SamBackend, embedding: Embedding, points_per_side: 
     ``stability_scores`` float32 (K, 1), ``set_component`` and ``set_class`` int32 (K,) all -1.
     """
     hypotheses = slice(1, 4) if multimask else slice(0, 1)
+    clicks = [(point[None], np.ones(1), None) for point in point_grid(points_per_side, embedding.original_size)]
+    batch = backend.prompt_batch(clicks, embedding)
     encoded, boxes, ious, stabilities = [], [], [], []
-    for point in point_grid(points_per_side, embedding.original_size):
-        logits, iou, _ = backend.decode_logits(embedding, point[None], np.ones(1))
-        logits, iou = logits[hypotheses], iou[hypotheses]
-        stability = stability_scores(logits)
+    for _chunk, masks, iou, stability in decode_in_chunks(backend, embedding, batch, hypotheses):
         good = (iou > pred_iou_thresh) & (stability >= stability_thresh)
-        if not good.any():
-            continue
-        masks = logits[good] > 0
-        encoded.extend(encode_runs(mask) for mask in masks)
-        boxes.append(mask_boxes(masks))
+        kept = masks[good]
+        encoded.extend(encode_runs(mask) for mask in kept)
+        boxes.append(mask_boxes(kept))
         ious.append(iou[good])
         stabilities.append(stability[good])
     height, width = embedding.original_size

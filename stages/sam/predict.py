@@ -6,13 +6,13 @@ Prompt sets are ``stages.prompts.PromptSets`` (the ``prompts`` HDF5 of docs/FORM
 from __future__ import annotations
 
 import os
+from typing import Iterator
 
 import numpy as np
 
 from ..errors import SesamInputError
 from ..prompts import PromptSets, read_prompts
-from .base import Embedding, SamBackend
-from .transforms import stability_scores
+from .base import Embedding, PromptBatch, SamBackend
 
 
 def prompt_problems(prompts: PromptSets, image_size: tuple[int, int]) -> list[str]:
@@ -62,6 +62,43 @@ def _hypotheses(multimask: bool) -> slice:
     return slice(None) if multimask else slice(0, 1)
 
 
+def prompt_batch(backend: SamBackend, prompts: PromptSets, embedding: Embedding) -> PromptBatch:
+    """Every prompt set of ``prompts`` as ``backend``'s decoder tokens for ``embedding``'s image."""
+    sets = [(*prompts.set_points(index), prompts.set_box_or_none(index)) for index in range(prompts.count)]
+    return backend.prompt_batch(sets, embedding)
+
+
+def decode_in_chunks(backend: SamBackend, embedding: Embedding, batch: PromptBatch, hypotheses: slice,
+                     iterative: bool = False, source: str | None = None,
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``backend.decode_masks`` over chunks of ``batch``: yields (set indices, masks, IoU, stability) per chunk.
+
+    A chunk holds sets of one token count only (padding a set with extra "not a point" tokens
+    changes SAM's masks: on real photos down to IoU 0.02 with the unpadded decode), and at most
+    ``backend.decode_chunk_size`` sets, which bounds its memory. A chunk the backend cannot decode
+    (e.g. too many points for the memory it would take) raises SesamInputError naming ``source``
+    (the prompts file) and the chunk's first set.
+    """
+    order = np.argsort(batch.lengths, kind="stable")
+    size = backend.decode_chunk_size(embedding, len(range(4)[hypotheses]))
+    starts = np.flatnonzero(np.diff(batch.lengths[order], prepend=-1))
+    for same_length in np.split(order, starts[1:]):
+        for start in range(0, len(same_length), size):
+            chunk = same_length[start: start + size]
+            try:
+                decoded = backend.decode_masks(embedding, batch.take(chunk), hypotheses, iterative)
+            except Exception as exc:  # onnxruntime and torch raise their own types (allocation failures, ...)
+                raise _undecodable(batch, int(chunk[0]), exc, source) from exc
+            yield (chunk, *decoded)
+
+
+def _undecodable(batch: PromptBatch, index: int, exc: Exception, source: str | None) -> SesamInputError:
+    labels = batch.labels[index, : batch.lengths[index]]
+    what = f"{int(np.isin(labels, (0, 1)).sum())} points" + (" and a box" if (labels == 2).any() else "")
+    reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return SesamInputError(source, f"SAM cannot decode prompt set {index} ({what}): {reason}")
+
+
 def predict_prompt_sets(backend: SamBackend, embedding: Embedding, prompts: PromptSets,
                         multimask: bool = True, iterative: bool = False,
                         source: str | None = None) -> dict[str, np.ndarray]:
@@ -70,31 +107,18 @@ def predict_prompt_sets(backend: SamBackend, embedding: Embedding, prompts: Prom
     Returns ``masks`` bool (S, M, H, W), ``iou_predictions`` and ``stability_scores`` float32 (S, M),
     ``set_component`` and ``set_class`` int32 (S,), with M = 4 (``multimask``) or 1 (hypothesis 0).
     ``iterative``: decode once, then again with the kept hypothesis of highest predicted IoU fed back
-    as ``mask_input`` (Jiang & Yang's iterative input); the second pass is returned. A prompt set the
-    backend cannot decode (e.g. too many points for the memory it would take) raises SesamInputError
-    naming ``source`` (the prompts file) and the set.
+    as ``mask_input`` (Jiang & Yang's iterative input); the second pass is returned. Sets are
+    decoded in batches (see ``decode_in_chunks``); one the backend cannot decode raises
+    SesamInputError naming ``source`` (the prompts file) and the set.
     """
     keep = _hypotheses(multimask)
-    height, width = embedding.original_size
-    count = prompts.count
     hypotheses = 4 if multimask else 1
-    masks = np.zeros((count, hypotheses, height, width), bool)
+    count = prompts.count
+    masks = np.zeros((count, hypotheses, *embedding.original_size), bool)
     iou = np.zeros((count, hypotheses), np.float32)
     stability = np.zeros((count, hypotheses), np.float32)
-    for index in range(count):
-        points, labels = prompts.set_points(index)
-        box = prompts.set_box_or_none(index)
-        try:
-            logits, scores, low_res = backend.decode_logits(embedding, points, labels, box)
-            if iterative:
-                best = int(np.argmax(scores[keep]))
-                logits, scores, _ = backend.decode_logits(embedding, points, labels, box, low_res[keep][best])
-        except Exception as exc:  # onnxruntime and torch raise their own types (allocation failures, ...)
-            what = f"{len(points)} points" + ("" if box is None else " and a box")
-            reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-            raise SesamInputError(source, f"SAM cannot decode prompt set {index} ({what}): {reason}") from exc
-        masks[index] = logits[keep] > 0
-        iou[index] = scores[keep]
-        stability[index] = stability_scores(logits[keep])
+    for chunk, chunk_masks, chunk_iou, chunk_stability in decode_in_chunks(
+            backend, embedding, prompt_batch(backend, prompts, embedding), keep, iterative, source):
+        masks[chunk], iou[chunk], stability[chunk] = chunk_masks, chunk_iou, chunk_stability
     return {"masks": masks, "iou_predictions": iou, "stability_scores": stability,
             "set_component": prompts.set_component.astype(np.int32), "set_class": prompts.set_class.astype(np.int32)}

@@ -64,7 +64,7 @@ def _bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def _upscale_taps(low_res: int, cropped: int, original: int, long_side: int) -> tuple[np.ndarray, np.ndarray]:
+def upscale_taps(low_res: int, cropped: int, original: int, long_side: int) -> tuple[np.ndarray, np.ndarray]:
     """Bilinear low_res -> long_side, keep the first ``cropped``, bilinear -> original, as one map:
     for each of the ``original`` outputs, the (at most K) low-res inputs it reads, (original, K) int64,
     and their weights, (original, K) float32."""
@@ -83,8 +83,8 @@ def upscale_logits(low_res_logits: np.ndarray, original_size: tuple[int, int], i
     on the columns.
     """
     logits = np.asarray(low_res_logits, np.float32)
-    row_index, row_weight = _upscale_taps(logits.shape[-2], input_size[0], original_size[0], long_side)
-    col_index, col_weight = _upscale_taps(logits.shape[-1], input_size[1], original_size[1], long_side)
+    row_index, row_weight = upscale_taps(logits.shape[-2], input_size[0], original_size[0], long_side)
+    col_index, col_weight = upscale_taps(logits.shape[-1], input_size[1], original_size[1], long_side)
     rows = sum(row_weight[:, k, None] * logits[:, row_index[:, k], :] for k in range(row_index.shape[1]))
     columns_first = np.ascontiguousarray(rows.transpose(0, 2, 1))
     upscaled = sum(col_weight[:, k, None] * columns_first[:, col_index[:, k], :] for k in range(col_index.shape[1]))
