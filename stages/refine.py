@@ -33,7 +33,8 @@ class RefineParams:
 
     - ``min_confidence``: prediction pixels less confident than this are not part of any component;
     - ``min_area``: components smaller than this fraction of the image get no prompts;
-    - ``spacing`` / ``max_points``: skeleton prompt spacing (px) and cap per component (None: 5);
+    - ``spacing`` / ``max_points``: skeleton prompt spacing (px) and cap per component (None:
+      sample-prompts' default);
     - ``selection``: the ``sesam`` selection thresholds (stages.select.SesamParams);
     - ``votes``: how the kept masks are merged (stages.select.VoteParams);
     - ``unclaimed``: pixels no kept mask decides: ``ignore`` (255) or ``prediction`` (its class).
