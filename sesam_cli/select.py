@@ -173,8 +173,8 @@ def select(inputs: tuple[str, ...], images_dir: str | None, strip_suffixes: tupl
     if unclaimed == "background" and not preset.has_background:
         raise click.BadParameter(f"the '{preset.name}' preset has no background class", param_hint="--unclaimed")
     options = SelectOptions(
-        strategy, SesamParams(other_tolerance, other_limit, tie_margin, overlap_penalty, box_min_inside,
-                              box_min_cover),
+        strategy, SesamParams(other_tolerance, other_limit, tie_margin, overlap_penalty,
+                              box_min_inside=box_min_inside, box_min_cover=box_min_cover),
         VoteParams(min_vote_share, size_exponent), hypothesis, cam_inside, cam_cover, unclaimed)
     params = options.params(preset)
     companions = {"confidence": (confidence_dir, ".png")} if confidence_dir else {}

@@ -75,7 +75,8 @@ class SesamParams:
     - ``tie_margin``: the remaining hypotheses whose coverage of their own component is within this
       of the best one are candidates (a click: every hypothesis holding it).
     - ``overlap_penalty``: candidates are settled jointly (:func:`settle_ties`): a pixel taken from
-      another class's chosen mask costs this much more than a free pixel gains.
+      another class's chosen mask costs this much more than a free pixel gains; ``settle_passes``
+      times over all sets (0: each set keeps its candidate of highest predicted IoU).
     - ``box_min_inside`` / ``box_min_cover``: boxes source: a hypothesis needs at least this fraction
       of itself inside its box, and must cover at least this fraction of the box.
     """
@@ -84,6 +85,7 @@ class SesamParams:
     other_limit: float = 0.5
     tie_margin: float = 0.05
     overlap_penalty: float = 10.0
+    settle_passes: int = 2
     box_min_inside: float = 0.8
     box_min_cover: float = 0.1
 
@@ -336,7 +338,7 @@ def choose_sesam(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, set_
     else:
         candidates = _candidates_from_labels(flat_masks, area, set_class, set_component, weak_label, component_map,
                                              params)
-    return settle_ties(flat_masks, candidates, iou, set_class, params.overlap_penalty)
+    return settle_ties(flat_masks, candidates, iou, set_class, params.overlap_penalty, params.settle_passes)
 
 
 def kept_classes(kept: np.ndarray, set_class: np.ndarray, hypotheses: int) -> np.ndarray:
