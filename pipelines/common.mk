@@ -15,10 +15,11 @@
 # makes shard SHARD of every kind's pseudo-labels and `refine-shard` shard SHARD of round ROUND's
 # refinement (pipelines/slurm/sesam_array.sh).
 #
-# The including Makefile sets CLASSES (the class preset), KINDS, the training defaults ITERS, CROP and
-# BATCH, and for each split (TRAIN_, VAL_): _INPUTS, a shell command that prints sesam simulate's
-# inputs one per line (label files or directories); _PAIRING, simulate's options that pair them with
-# photos; and optionally _PREREQUISITES, files to make first.
+# The including Makefile sets CLASSES (the class preset, with --void N when its files mark void so),
+# KINDS, the training defaults ITERS, CROP and BATCH, and for each split (TRAIN_, VAL_): _INPUTS, a
+# shell command that prints sesam simulate's inputs one per line (label files or directories);
+# _PAIRING, simulate's options that pair them with photos; and optionally _PREREQUISITES, files to
+# make first.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec

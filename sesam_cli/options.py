@@ -37,11 +37,33 @@ def _read_ids(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         raise click.BadParameter(str(exc)) from None
 
 
+VOID_KEY = "sesam.void"
+
+
+def _store_void(ctx: click.Context, param: click.Parameter, value: tuple[int, ...]) -> None:
+    """--void is eager: its values are known when --classes builds the preset."""
+    ctx.meta[VOID_KEY] = tuple(value)
+
+
 def _parse_preset(ctx: click.Context, param: click.Parameter, value: str):
     try:
-        return get_preset(value)
+        preset = get_preset(value)
     except SesamInputError as exc:
         raise click.BadParameter(str(exc)) from None
+    void = ctx.meta.get(VOID_KEY, ())
+    try:
+        return preset.with_void(void) if void else preset
+    except SesamInputError as exc:
+        raise click.BadParameter(str(exc), param_hint="--void") from None
+
+
+def compose(*decorators: Callable) -> Callable:
+    """Apply several option decorators as one."""
+    def wrap(func: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+    return wrap
 
 
 inputs_argument = click.argument("inputs", nargs=-1, type=click.Path())
@@ -63,24 +85,20 @@ keep_going_option = click.option(
 ids_option = click.option(
     "--ids", callback=_read_ids, type=click.Path(dir_okay=False), metavar="FILE",
     help="Process only the ids listed in FILE, one per line (e.g. ImageSets/Segmentation/train.txt).")
-classes_option = click.option(
-    "--classes", "preset", default="voc", show_default=True, callback=_parse_preset, metavar="PRESET|FILE",
-    help="Class preset (voc, cityscapes, ade20k, camvid) or a classes file (one 'name [R G B]' per line).")
+classes_option = compose(
+    click.option(
+        "--classes", "preset", default="voc", show_default=True, callback=_parse_preset, metavar="PRESET|FILE",
+        help="Class preset (voc, cityscapes, ade20k, camvid) or a classes file (one 'name [R G B]' per line)."),
+    click.option(
+        "--void", multiple=True, type=click.IntRange(0, 254), is_eager=True, expose_value=False, callback=_store_void,
+        metavar="N", help="Label files use N for void: read it as 255 (ignore), e.g. --void 11 for the public "
+                          "CamVid files (repeatable)."))
 map_colours_option = click.option(
     "--map-colours", is_flag=True, help="Accept colour (RGB) label PNGs and map them through the preset's palette.")
 reduce_zero_label_option = click.option(
     "--reduce-zero-label", is_flag=True,
     help="Ground truth uses 0 for 'other' (ADE20K files): read 0 as ignore and k as class k-1.")
 seed_option = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
-
-
-def compose(*decorators: Callable) -> Callable:
-    """Apply several option decorators as one."""
-    def wrap(func: Callable) -> Callable:
-        for decorator in reversed(decorators):
-            func = decorator(func)
-        return func
-    return wrap
 
 
 per_image_options = compose(inputs_argument, images_option, strip_suffix_option, output_option,

@@ -176,7 +176,7 @@ def _retrain(records: list[Record], networks: Networks, checkpoint: str, run_dir
               help="Prediction components smaller than this fraction of the image are not prompted.")
 @click.option("--spacing", type=click.FloatRange(min=1), default=50.0, show_default=True,
               help="Skeleton prompt spacing in pixels.")
-@click.option("--max-points", type=click.IntRange(min=1), default=None, help="Prompts per component [default: 5].")
+@click.option("--max-points", type=click.IntRange(min=1), default=5, show_default=True, help="Prompts per component.")
 @click.option("--unclaimed", type=click.Choice(["ignore", "prediction"]), default="ignore", show_default=True,
               help="Pixels no SAM mask decides: 255, or the prediction's class.")
 @backend_option

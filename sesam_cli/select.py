@@ -17,8 +17,9 @@ from stages.errors import SesamInputError
 from stages.instances import annotations, image_entry, write_coco
 from stages.labels import read_label, write_label, write_png
 from stages.presets import ClassPreset
-from stages.select import (JIANG_HYPOTHESIS, MASKS_STAGE, STRATEGIES, SesamParams, Selection, VoteParams,
-                           boxes_weak_label, instances, read_masks, select_cam_merge, select_fixed, select_sesam)
+from stages.select import (DEFAULT_UNCLAIMED, JIANG_HYPOTHESIS, MASKS_STAGE, STRATEGIES, UNCLAIMED, SesamParams,
+                           Selection, VoteParams, boxes_weak_label, instances, read_masks, select_cam_merge,
+                           select_fixed, select_sesam)
 
 from .options import classes_option, handle_errors, per_image_options
 from .stream import PerImageStage, Record, read_records, require
@@ -91,16 +92,16 @@ def _select_image(rec: Record, options: SelectOptions, preset: ClassPreset) -> t
                                             f"of {rec['components']} (automatic-mode masks need --strategy cam-merge)")
     weak = (boxes_weak_label(components.component_map, background) if components.source == "boxes"
             else components.weak_label)
-    fill_class = background if options.unclaimed == "background" else None
+    fill = {"unclaimed": options.unclaimed, "background_class": background, "votes": options.votes}
     if options.strategy == "jiang":
         if options.hypothesis >= masks["masks"].shape[1]:
             raise SesamInputError(rec["masks"], f"has {masks['masks'].shape[1]} hypotheses per prompt set, "
                                                 f"no index {options.hypothesis}; run sam-predict with multimask output")
         return select_fixed(masks["masks"], masks["iou_predictions"], masks["set_class"], weak, options.hypothesis,
-                            fill_class, options.votes), masks
+                            **fill), masks
     boxes = components.component_box if components.source == "boxes" else None
     return select_sesam(masks["masks"], masks["iou_predictions"], masks["set_class"], masks["set_component"],
-                        weak, components.component_map, options.sesam, boxes, fill_class, options.votes), masks
+                        weak, components.component_map, options.sesam, boxes, **fill), masks
 
 
 def _background(preset: ClassPreset) -> int | None:
@@ -117,8 +118,10 @@ def _fraction(name: str, default: float, text: str) -> Any:
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="sesam", show_default=True,
               help="sesam: agreement with the weak label; jiang: a fixed hypothesis (Jiang & Yang 2023); "
                    "cam-merge: automatic masks merged with a CAM map (record key 'cam', Chen et al. 2023).")
-@click.option("--unclaimed", type=click.Choice(("ignore", "background")), default="ignore", show_default=True,
-              help="Label of pixels no mask decides: 255, or the preset's background class (presets that have one).")
+@click.option("--unclaimed", type=click.Choice(UNCLAIMED), default=DEFAULT_UNCLAIMED, show_default=True,
+              help="Label of pixels no mask and no weak label decides: 255 (ignore), the preset's background class "
+                   "(presets that have one), or the class of the nearest decided pixel; auto: background where the "
+                   "preset has one, else 255.")
 @click.option("--confidence-dir", type=click.Path(file_okay=False),
               help="Also write confidence maps (uint8 PNG, 255 x confidence) here as {id}.png; "
                    "record key 'confidence'.")
@@ -128,17 +131,12 @@ def _fraction(name: str, default: float, text: str) -> Any:
 @_fraction("--other-tolerance", DEFAULTS.other_tolerance,
            "sesam: reject a hypothesis if more of the labelled pixels it covers belong to other classes.")
 @_fraction("--other-limit", DEFAULTS.other_limit,
-           "sesam: when all of a set's hypotheses are rejected so, keep the least mixed one if below this.")
-@click.option("--dense", type=click.Choice(("auto", "yes", "no")), default=DEFAULTS.dense, show_default=True,
-              help="sesam: treat weak-label components as dense (coarse masks) or sparse (clicks, scribbles); "
-                   "auto decides per component by --dense-thickness.")
-@_fraction("--dense-thickness", DEFAULTS.dense_thickness,
-           "sesam: a component at least this thick (fraction of the image's longest side) is dense.")
-@_fraction("--min-own-fraction", DEFAULTS.min_own_fraction,
-           "sesam, dense components: reject a hypothesis with less of its pixels on its own component.")
+           "sesam: when all of a set's hypotheses are rejected so, keep the least mixed one if at most this.")
 @_fraction("--tie-margin", DEFAULTS.tie_margin,
-           "sesam: hypotheses this close to the best coverage of their component tie; dense and box ties go to "
-           "the highest predicted IoU, sparse ones to the largest hypothesis.")
+           "sesam: hypotheses this close to the best coverage of their own component are candidates.")
+@click.option("--overlap-penalty", type=click.FloatRange(0), default=DEFAULTS.overlap_penalty, show_default=True,
+              help="sesam: candidates are settled jointly; a pixel taken from another class's chosen mask costs "
+                   "this much more than a free pixel gains.")
 @_fraction("--box-min-inside", DEFAULTS.box_min_inside,
            "sesam, boxes: a hypothesis needs at least this fraction of itself inside its box.")
 @_fraction("--box-min-cover", DEFAULTS.box_min_cover,
@@ -156,9 +154,8 @@ def _fraction(name: str, default: float, text: str) -> Any:
 def select(inputs: tuple[str, ...], images_dir: str | None, strip_suffixes: tuple[str, ...], output_dir: str,
            overwrite: bool, shard, keep_going: bool, preset: ClassPreset, strategy: str, unclaimed: str,
            confidence_dir: str | None, instances_path: str | None, other_tolerance: float, other_limit: float,
-           dense: str, dense_thickness: float, min_own_fraction: float, tie_margin: float, box_min_inside: float,
-           box_min_cover: float, min_vote_share: float, size_exponent: float, hypothesis: int, cam_inside: float,
-           cam_cover: float) -> None:
+           tie_margin: float, overlap_penalty: float, box_min_inside: float, box_min_cover: float,
+           min_vote_share: float, size_exponent: float, hypothesis: int, cam_inside: float, cam_cover: float) -> None:
     """Choose SAM mask hypotheses that agree with the weak label and merge them into pseudo-labels.
 
     Reads each record's 'masks' (sam-predict), 'components' (decompose; for sesam and jiang) or
@@ -176,8 +173,8 @@ def select(inputs: tuple[str, ...], images_dir: str | None, strip_suffixes: tupl
     if unclaimed == "background" and not preset.has_background:
         raise click.BadParameter(f"the '{preset.name}' preset has no background class", param_hint="--unclaimed")
     options = SelectOptions(
-        strategy, SesamParams(other_tolerance, other_limit, dense, dense_thickness, min_own_fraction, tie_margin,
-                              box_min_inside, box_min_cover),
+        strategy, SesamParams(other_tolerance, other_limit, tie_margin, overlap_penalty,
+                              box_min_inside=box_min_inside, box_min_cover=box_min_cover),
         VoteParams(min_vote_share, size_exponent), hypothesis, cam_inside, cam_cover, unclaimed)
     params = options.params(preset)
     companions = {"confidence": (confidence_dir, ".png")} if confidence_dir else {}

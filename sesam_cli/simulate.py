@@ -12,7 +12,7 @@ from stages.errors import SesamInputError
 from stages.labels import image_size, read_instances, read_label, write_label
 from stages import IGNORE_INDEX
 from stages.simulate import (
-    DEFAULT_MIN_AREA, KINDS, Boxes, image_rng, label_regions, labelled_fraction, simulate_weak, write_boxes,
+    DEFAULT_MIN_AREA, KINDS, SCRIBBLE_STYLES, Boxes, image_rng, label_regions, labelled_fraction, simulate_weak, write_boxes,
 )
 
 from .options import (classes_option, handle_errors, ids_option, map_colours_option, per_image_options,
@@ -23,7 +23,7 @@ log = logging.getLogger("sesam")
 
 KIND_OPTIONS = {
     "points": ("points_per_region", "radius"),
-    "scribbles": ("thickness", "max_strokes"),
+    "scribbles": ("thickness", "max_strokes", "scribble_style"),
     "coarse": ("margin",),
     "boxes": (),
 }
@@ -67,6 +67,9 @@ def _paired(records: Iterable[Record], key: str, paths: dict[str, str]) -> Itera
               help="scribbles: stroke width in pixels  [default: 3 per 500 px of the image's longest side]")
 @click.option("--max-strokes", default=1, show_default=True, type=click.IntRange(min=1),
               help="scribbles: at most this many strokes per region.")
+@click.option("--scribble-style", type=click.Choice(SCRIBBLE_STYLES), default="skeleton", show_default=True,
+              help="scribbles: skeleton: strokes along each region's skeleton, inside it; human: one long stroke "
+                   "per class region through all its touching instances, straying a stroke width past boundaries.")
 @click.option("--margin", default=0.25, show_default=True, type=click.FloatRange(min=0),
               help="coarse: shrink each region by this many pixels, or below 1 by this fraction of "
                    "its largest distance to its boundary.")
@@ -77,7 +80,7 @@ def _paired(records: Iterable[Record], key: str, paths: dict[str, str]) -> Itera
 @handle_errors
 def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going,
              ids, kind, instances_dir, preset, map_colours, reduce_zero_label, seed, points_per_region, radius,
-             thickness, max_strokes, margin, min_area) -> None:
+             thickness, max_strokes, scribble_style, margin, min_area) -> None:
     """Simulate weak labels from ground-truth label maps.
 
     Reads ground-truth PNGs (files, directories, or records with a 'gt' key on stdin) and writes one
@@ -90,13 +93,16 @@ def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir,
     Example:
       sesam simulate --kind scribbles --images data/JPEGImages \\
           --instances data/SegmentationObject -o work/weak data/SegmentationClass > work/weak.jsonl
+      sesam simulate --kind scribbles --scribble-style human --classes camvid \\
+          --images camvid/val/images -o work/weak camvid/val/labels > work/weak.jsonl
       sesam simulate --kind points --ids data/ImageSets/Segmentation/train.txt --images data/JPEGImages \\
           -o work/weak-train data/SegmentationClass > work/weak-train.jsonl
     """
     _refuse_foreign_options(ctx, kind)
     options = {name: value for name, value in
                {"points_per_region": points_per_region, "radius": radius, "thickness": thickness,
-                "max_strokes": max_strokes, "margin": margin}.items() if name in KIND_OPTIONS[kind]}
+                "max_strokes": max_strokes, "scribble_style": scribble_style, "margin": margin}.items()
+               if name in KIND_OPTIONS[kind]}
     min_area = DEFAULT_MIN_AREA[kind] if min_area is None else min_area
     params = {"kind": kind, "seed": seed, "classes": preset.name, "map_colours": map_colours,
               "reduce_zero_label": reduce_zero_label, "min_area": min_area, "instances": instances_dir is not None,

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from . import IGNORE_INDEX
 from .artifacts import atomic_path
 from .errors import SesamInputError
 from .presets import ClassPreset
@@ -90,6 +91,7 @@ def read_label(path: str | os.PathLike, preset: ClassPreset, map_colours: bool =
     Palette ("P"), grey ("L") and 16-bit PNGs are read as indices. A colour (RGB) label is refused
     unless ``map_colours`` is set, which maps colours through the preset's palette.
     ``reduce_zero_label`` reads ADE20K-style files where 0 = "other": 0 becomes 255 and k becomes k-1.
+    The preset's ``void_values`` (``--void``) become 255 too.
     Values outside the preset, and a size other than ``expected_size`` (H, W), raise SesamInputError.
     """
     image = _open(path)
@@ -116,6 +118,8 @@ def read_label(path: str | os.PathLike, preset: ClassPreset, map_colours: bool =
         raise SesamInputError(path, f"unsupported PNG mode '{image.mode}' for a label map")
     if reduce_zero_label:
         label = np.where(label == 0, 256, label.astype(np.int64)) - 1
+    if preset.void_values:
+        label = np.where(np.isin(label, preset.void_values), IGNORE_INDEX, label)
     preset.check_values(label, path)
     label = label.astype(np.uint8)
     _check_size(path, label, expected_size)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -92,6 +92,9 @@ class ClassPreset:
     classes: tuple[str, ...]
     colours: np.ndarray
     has_background: bool
+    void_values: tuple[int, ...] = ()
+    """Values that label files use for "void" and that are read as 255 (ignore), e.g. 11 in the public
+    CamVid files (``--void 11``)."""
 
     @property
     def num_classes(self) -> int:
@@ -107,6 +110,14 @@ class ClassPreset:
     def colour_lut(self) -> np.ndarray:
         """(256, 3) uint8 lookup from class index to colour, for drawing."""
         return np.asarray(self.palette(), dtype=np.uint8).reshape(256, 3)
+
+    def with_void(self, values: tuple[int, ...]) -> "ClassPreset":
+        """This preset with ``values`` read as ignore; each must lie outside the classes (K..254)."""
+        inside = [v for v in values if not self.num_classes <= v < IGNORE_INDEX]
+        if inside:
+            raise SesamInputError(None, f"void value {inside[0]} is not outside the '{self.name}' classes "
+                                        f"({self.num_classes}..{IGNORE_INDEX - 1})")
+        return replace(self, void_values=tuple(sorted(set(values))))
 
     def check_values(self, label: np.ndarray, path: str | os.PathLike | None) -> None:
         """Raise SesamInputError if ``label`` holds values that are neither classes nor 255."""

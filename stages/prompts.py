@@ -3,12 +3,13 @@
 Each component (see :mod:`stages.decompose`) gets positive points by one of the strategies:
 
 - ``skeleton`` (SeSAM): points on the component's skeleton, at least ``spacing`` px apart, at most
-  ``max_points`` (default 5): farthest-point sampling that starts at the skeleton pixel nearest
-  the skeleton's mean; a component whose skeleton is empty or tiny gets its deepest pixel (the
-  maximum of its distance transform). Unlike a centroid, a skeleton point always lies inside the
-  component, also for rings and C shapes.
+  ``max_points``: farthest-point sampling that starts at the skeleton pixel nearest the skeleton's
+  mean; a component whose skeleton is empty or tiny gets its deepest pixel (the maximum of its
+  distance transform). Unlike a centroid, a skeleton point always lies inside the component, also
+  for rings and C shapes.
 - ``fraction`` (Jiang & Yang 2023): a random ``fraction`` of the component's pixels (at least one),
-  capped by ``max_points`` when given.
+  at most ``max_points`` (by default 20: a prompt set of tens of thousands of points from a coarse
+  mask would not fit SAM's decoder, which gets no better beyond a few dozen points anyway).
 - ``centroid`` (naive baseline): the component pixel nearest the component's centroid.
 - ``box``: the component's bounding box as a box prompt, no positive points.
 
@@ -17,8 +18,10 @@ inclusive. With ``group="component"`` a component's points form one prompt set; 
 ``group="point"`` each point is its own set (``box`` always makes one set per component).
 ``negatives=N`` adds to each set the N other-class points nearest to it (nearest to its points, or
 to its box), drawn from the positive points the strategy placed in other classes' components (for
-``box``, each component's centroid-nearest pixel). The result, :class:`PromptSets`, is the
-``prompts`` HDF5 artifact (stage ``sample-prompts``).
+``box``, each component's centroid-nearest pixel). Each strategy has its own defaults for
+``group``, ``max_points`` and ``negatives`` (:data:`STRATEGY_DEFAULTS`): SeSAM's skeleton prompts
+each point alone with the 5 nearest other-class points as negatives. The result,
+:class:`PromptSets`, is the ``prompts`` HDF5 artifact (stage ``sample-prompts``).
 """
 
 from __future__ import annotations
@@ -39,9 +42,28 @@ from .errors import SesamInputError
 STAGE = "sample-prompts"
 STRATEGIES = ("skeleton", "fraction", "centroid", "box")
 GROUPS = ("component", "point")
-DEFAULT_SPACING = 50.0
-DEFAULT_SKELETON_MAX_POINTS = 5
+DEFAULT_SPACING = 30.0
 DEFAULT_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class StrategyDefaults:
+    """What a strategy uses when ``group``, ``max_points`` or ``negatives`` is not given."""
+
+    group: str
+    max_points: int | None
+    negatives: int
+
+
+STRATEGY_DEFAULTS = {
+    "skeleton": StrategyDefaults("point", 8, 5),
+    "fraction": StrategyDefaults("component", 20, 0),
+    "centroid": StrategyDefaults("component", None, 0),
+    "box": StrategyDefaults("component", None, 5),
+}
+"""Per strategy. ``skeleton``: each point alone, up to 8 per component, with 5 negatives (chosen on
+CamVid train, docs/SELECT.md). ``fraction``: capped at 20 points per set, SAM's decoder gets no
+better beyond a few dozen points and a coarse mask's 20% can be tens of thousands."""
 MIN_SKELETON_PIXELS = 3
 """A skeleton with fewer pixels is "tiny": its component gets its deepest pixel instead."""
 STRATEGY_OPTIONS = {
@@ -114,7 +136,7 @@ def deepest_point(mask: np.ndarray) -> np.ndarray:
 
 
 def skeleton_points(mask: np.ndarray, spacing: float = DEFAULT_SPACING,
-                    max_points: int | None = DEFAULT_SKELETON_MAX_POINTS) -> np.ndarray:
+                    max_points: int | None = STRATEGY_DEFAULTS["skeleton"].max_points) -> np.ndarray:
     """(n, 2) int64 (row, col) points on the skeleton of ``mask`` (bool (h, w), one component).
 
     Farthest-point sampling along the skeleton: the first point is the skeleton pixel nearest the
@@ -163,10 +185,16 @@ def component_points(components: Components, pick: Callable[[np.ndarray], np.nda
     return points
 
 
-def resolve_max_points(strategy: str, max_points: int | None) -> int | None:
-    """The cap on points per component that ``strategy`` uses for ``max_points`` (None: its default,
-    5 for skeleton, no cap otherwise)."""
-    return DEFAULT_SKELETON_MAX_POINTS if strategy == "skeleton" and max_points is None else max_points
+def resolve_options(strategy: str, group: str | None = None, max_points: int | None = None,
+                    negatives: int | None = None) -> tuple[str, int | None, int]:
+    """(group, max_points, negatives) for ``strategy``, each None replaced by its STRATEGY_DEFAULTS."""
+    if strategy not in STRATEGY_DEFAULTS:
+        raise ValueError(f"unknown strategy '{strategy}' (one of {', '.join(STRATEGIES)})")
+    if group is not None and group not in GROUPS:
+        raise ValueError(f"unknown group '{group}' (one of {', '.join(GROUPS)})")
+    defaults = STRATEGY_DEFAULTS[strategy]
+    return (defaults.group if group is None else group, defaults.max_points if max_points is None else max_points,
+            defaults.negatives if negatives is None else negatives)
 
 
 def _positive_points(components: Components, strategy: str, spacing: float, max_points: int | None,
@@ -204,22 +232,21 @@ def _nearest_negatives(pool: np.ndarray, pool_class: np.ndarray, own_class: int,
 
 
 def sample_prompts(components: Components, strategy: str = "skeleton", spacing: float = DEFAULT_SPACING,
-                   max_points: int | None = None, fraction: float = DEFAULT_FRACTION, negatives: int = 0,
-                   group: str = "component", rng: np.random.Generator | None = None) -> PromptSets:
+                   max_points: int | None = None, fraction: float = DEFAULT_FRACTION, negatives: int | None = None,
+                   group: str | None = None, rng: np.random.Generator | None = None) -> PromptSets:
     """Prompt sets for the components of one image.
 
     ``strategy``: skeleton, fraction, centroid or box (see the module docstring). ``spacing``
-    (px) and ``max_points`` (None: 5 for skeleton, no cap for fraction) shape the skeleton
-    points; ``fraction`` and ``max_points`` the fraction sample, drawn with ``rng`` (default: seed 0).
-    ``negatives``: other-class points added to each set as negatives. ``group``: ``component``
-    (a component's points form one set) or ``point`` (each point its own set).
-    A component with no pixel in ``component_map`` gets no set unless the strategy is box.
+    (px) and ``max_points`` shape the skeleton points; ``fraction`` and ``max_points`` the
+    fraction sample, drawn with ``rng`` (default: seed 0). ``negatives``: other-class points
+    added to each set as negatives. ``group``: ``component`` (a component's points form one set)
+    or ``point`` (each point its own set). ``max_points``, ``negatives`` and ``group`` default to
+    the strategy's STRATEGY_DEFAULTS. A component with no pixel in ``component_map`` gets no set
+    unless the strategy is box.
     """
-    if group not in GROUPS:
-        raise ValueError(f"unknown group '{group}' (one of {', '.join(GROUPS)})")
+    group, max_points, negatives = resolve_options(strategy, group, max_points, negatives)
     rng = np.random.default_rng(0) if rng is None else rng
-    positives = _positive_points(components, strategy, spacing, resolve_max_points(strategy, max_points),
-                                 fraction, rng)
+    positives = _positive_points(components, strategy, spacing, max_points, fraction, rng)
     pool_points = component_points(components, centroid_point) if strategy == "box" and negatives else positives
     pool = np.concatenate([np.zeros((0, 2), np.float32), *pool_points])
     pool_class = np.repeat(components.component_class, [len(p) for p in pool_points])

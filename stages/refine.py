@@ -19,12 +19,16 @@ import numpy as np
 
 from . import IGNORE_INDEX
 from .decompose import decompose
-from .prompts import DEFAULT_SPACING, sample_prompts
+from .prompts import sample_prompts
 from .sam import predict_prompt_sets
 from .sam.base import Embedding, SamBackend
 from .select import SesamParams, VoteParams, merge_votes, overlay_weak, select_sesam
 
 UNCLAIMED = ("ignore", "prediction")
+PROMPT_GROUP, PROMPT_NEGATIVES = "component", 0
+"""A prediction's components are prompted as one set each, without negatives: refinement keeps the
+prompts it was measured with (docs/TRAINING.md); the per-point prompts that sample-prompts now uses
+by default were chosen for weak labels, not for predictions."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class RefineParams:
 
     - ``min_confidence``: prediction pixels less confident than this are not part of any component;
     - ``min_area``: components smaller than this fraction of the image get no prompts;
-    - ``spacing`` / ``max_points``: skeleton prompt spacing (px) and cap per component (None: 5);
+    - ``spacing`` / ``max_points``: skeleton prompt spacing (px) and cap per component;
     - ``selection``: the ``sesam`` selection thresholds (stages.select.SesamParams);
     - ``votes``: how the kept masks are merged (stages.select.VoteParams);
     - ``unclaimed``: pixels no kept mask decides: ``ignore`` (255) or ``prediction`` (its class).
@@ -41,8 +45,8 @@ class RefineParams:
 
     min_confidence: float = 0.0
     min_area: float = 0.001
-    spacing: float = DEFAULT_SPACING
-    max_points: int | None = None
+    spacing: float = 50.0
+    max_points: int | None = 5
     selection: SesamParams = field(default_factory=SesamParams)
     votes: VoteParams = field(default_factory=VoteParams)
     unclaimed: str = "ignore"
@@ -71,7 +75,8 @@ def refine_prediction(backend: SamBackend, embedding: Embedding, prediction: np.
     reference = confident_prediction(prediction, confidence, params.min_confidence)
     min_pixels = max(1, int(round(params.min_area * reference.size)))
     components = decompose(reference, min_area=min_pixels)
-    prompts = sample_prompts(components, "skeleton", spacing=params.spacing, max_points=params.max_points)
+    prompts = sample_prompts(components, "skeleton", spacing=params.spacing, max_points=params.max_points,
+                             negatives=PROMPT_NEGATIVES, group=PROMPT_GROUP)
     masks = predict_prompt_sets(backend, embedding, prompts, multimask=True)
     selection = select_sesam(masks["masks"], masks["iou_predictions"], masks["set_class"], masks["set_component"],
                              reference, components.component_map, params.selection, votes=params.votes)

@@ -6,11 +6,11 @@ IoU; ``set_class`` / ``set_component`` int32 (S,); the weak label uint8 (H, W) (
 and its ``component_map`` int32 (H, W) (0 = none, k = component k). Strategies:
 
 - ``sesam`` (:func:`select_sesam`): per prompt set, reject hypotheses that cover other classes'
-  labelled pixels beyond a tolerance and, for dense components (coarse masks, predictions), those
-  lying mostly off their own component; among the rest take those within ``tie_margin`` of the best
-  coverage of the own component's labelled pixels, then the most confident (dense) or the largest
-  (sparse: clicks and scribbles, which every hypothesis covers alike). For a boxes source a
-  hypothesis must lie mostly inside its box and cover a good part of it.
+  labelled pixels beyond a tolerance; the rest within ``tie_margin`` of the best coverage of the
+  set's own component are candidates (for a boxes source: hypotheses mostly inside the box that
+  cover a good part of it). Candidates are settled jointly over all sets, so that the chosen masks
+  of different classes overlap least and cover most (a click is covered by every hypothesis alike:
+  this is what decides for clicks).
 - ``jiang`` (:func:`select_fixed`): Jiang & Yang 2023, one fixed hypothesis index per set (theirs: 3).
 - ``cam-merge`` (:func:`select_cam_merge`): Chen et al. 2023, automatic-mode masks given to the
   (foreground) class of a CAM pseudo-label map they lie in (over half of the mask) or cover (at
@@ -18,8 +18,8 @@ and its ``component_map`` int32 (H, W) (0 = none, k = component k). Strategies:
 
 All strategies merge the kept masks by score-weighted votes (:class:`VoteParams`, :func:`merge_votes`):
 a pixel takes the class with the most votes when its share of all votes exceeds ``min_vote_share``;
-pixels with conflicting votes or none become 255, or ``fill_class`` (background) when given;
-labelled weak pixels keep their class (confidence 1).
+labelled weak pixels keep their class (confidence 1); pixels with conflicting votes or none follow
+the ``unclaimed`` rule (:func:`fill_unclaimed`: 255, background, or the nearest decided class).
 """
 
 from __future__ import annotations
@@ -35,11 +35,13 @@ from .artifacts import read_h5
 from .errors import SesamInputError
 
 STRATEGIES = ("sesam", "jiang", "cam-merge")
-DENSE_MODES = ("auto", "yes", "no")
+UNCLAIMED = ("auto", "ignore", "background", "nearest")
+"""What pixels that no kept mask and no weak label decides become: ``auto`` (the default: background
+for presets that have a background class, else 255), 255, the background class, or the class of the
+nearest decided pixel (see :func:`fill_unclaimed`; docs/SELECT.md has the measurements)."""
+DEFAULT_UNCLAIMED = "auto"
 JIANG_HYPOTHESIS = 3
 """Jiang & Yang's choice: SAM's third multimask output, index 3 (hypothesis 0 is the single-mask output)."""
-DENSE_MIN_PIXELS = 8
-"""A component thinner than this many pixels is never dense (clicks, strokes), whatever the image size."""
 CAM_ONLY_CONFIDENCE = 0.5
 """Confidence of cam-merge pixels that keep their CAM label (no SAM mask claimed them)."""
 MASKS_STAGE = "sam-predict"
@@ -63,37 +65,29 @@ def read_masks(path: str) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class SesamParams:
-    """The thresholds of the ``sesam`` strategy; fractions are in 0..1.
+    """The thresholds of the ``sesam`` strategy; fractions are in 0..1 (docs/SELECT.md says how they
+    were chosen: on CamVid train).
 
     - ``other_tolerance``: reject a hypothesis when other classes' labelled pixels make up more than
-      this fraction of the labelled pixels it covers (other classes' and its own component's); when
-      every hypothesis of a set is rejected, the least mixed one is kept if its fraction is below
-      ``other_limit``.
-    - ``dense``: ``auto`` decides per component: dense when its thickness (twice its largest inner
-      distance) is at least ``dense_thickness`` of the image's longest side and ``DENSE_MIN_PIXELS``;
-      ``yes`` or ``no`` force it.
-    - ``min_own_fraction``: dense components only: reject a hypothesis with less than this fraction
-      of its pixels on its own component.
-    - ``tie_margin``: hypotheses whose own-coverage is within this of the best one tie; a tie goes to
-      the highest predicted IoU (dense, boxes) or the largest hypothesis (sparse).
+      this fraction of the labelled pixels it covers (its own class's and other classes'); when every
+      hypothesis of a set is rejected, the least mixed one is kept if its fraction is at most
+      ``other_limit`` (a click's mask that holds one other click: 0.5).
+    - ``tie_margin``: the remaining hypotheses whose coverage of their own component is within this
+      of the best one are candidates (a click: every hypothesis holding it).
+    - ``overlap_penalty``: candidates are settled jointly (:func:`settle_ties`): a pixel taken from
+      another class's chosen mask costs this much more than a free pixel gains; ``settle_passes``
+      times over all sets (0: each set keeps its candidate of highest predicted IoU).
     - ``box_min_inside`` / ``box_min_cover``: boxes source: a hypothesis needs at least this fraction
       of itself inside its box, and must cover at least this fraction of the box.
-
-    The defaults are the ones the quality benchmark (benchmarks/bench_quality.py) supports.
     """
 
-    other_tolerance: float = 0.3
+    other_tolerance: float = 0.2
     other_limit: float = 0.5
-    dense: str = "auto"
-    dense_thickness: float = 0.02
-    min_own_fraction: float = 0.2
     tie_margin: float = 0.05
+    overlap_penalty: float = 10.0
+    settle_passes: int = 2
     box_min_inside: float = 0.8
     box_min_cover: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.dense not in DENSE_MODES:
-            raise ValueError(f"dense must be one of {', '.join(DENSE_MODES)}, not '{self.dense}'")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,16 +139,6 @@ class Instance:
     score: float
 
 
-def component_thickness(component_map: np.ndarray, count: int) -> np.ndarray:
-    """float64 (K,): twice the largest distance from a pixel of component k to outside it, in px."""
-    thickness = np.zeros(count, np.float64)
-    for index, bounds in enumerate(ndimage.find_objects(component_map, max_label=count)):
-        if bounds is not None:
-            crop = np.pad(component_map[bounds] == index + 1, 1)
-            thickness[index] = 2 * ndimage.distance_transform_edt(crop).max()
-    return thickness
-
-
 def boxes_weak_label(component_map: np.ndarray, background_class: int | None) -> np.ndarray:
     """The weak label a boxes source implies: ``background_class`` outside every box, 255 elsewhere
     (all 255 for a preset without a background class). ``component_map`` int32 (H, W) paints the
@@ -198,6 +182,31 @@ def merge_votes(masks: np.ndarray, hypothesis_class: np.ndarray, scores: np.ndar
     return label, confidence
 
 
+def fill_unclaimed(label: np.ndarray, unclaimed: str = DEFAULT_UNCLAIMED,
+                   background_class: int | None = None) -> np.ndarray:
+    """``label`` (H, W) uint8 with its undecided (255) pixels filled by the ``unclaimed`` rule:
+    ``ignore`` leaves them 255; ``background`` gives them ``background_class`` (which must be given);
+    ``auto`` is ``background`` when a ``background_class`` is given, else ``ignore``; ``nearest``
+    gives each the class of the nearest decided pixel (Euclidean). A map with no decided pixel stays
+    as it is unless ``background`` is asked for by name: ``auto`` does not call a whole image
+    background on no evidence."""
+    if unclaimed not in UNCLAIMED:
+        raise ValueError(f"unclaimed must be one of {', '.join(UNCLAIMED)}, not '{unclaimed}'")
+    undecided = label == IGNORE_INDEX
+    if undecided.all() and unclaimed != "background":
+        return label
+    if unclaimed == "auto":
+        unclaimed = "ignore" if background_class is None else "background"
+    if unclaimed == "ignore" or not undecided.any():
+        return label
+    if unclaimed == "background":
+        if background_class is None:
+            raise ValueError("unclaimed='background' needs a background class")
+        return np.where(undecided, np.uint8(background_class), label).astype(np.uint8)
+    rows, cols = ndimage.distance_transform_edt(undecided, return_distances=False, return_indices=True)
+    return label[rows, cols]
+
+
 def overlay_weak(label: np.ndarray, confidence: np.ndarray, weak_label: np.ndarray,
                  fill_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Labelled pixels of ``weak_label`` (H, W) uint8 keep their class with confidence 1 over
@@ -219,27 +228,97 @@ def _check_shapes(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, wea
                          f"{weak_label.shape[1]}x{weak_label.shape[0]}")
 
 
-def _pick(valid: np.ndarray, coverage: np.ndarray, preference: np.ndarray, tie_margin: float) -> int:
-    """The hypothesis among ``valid`` within ``tie_margin`` of the best coverage with the highest
-    ``preference``; -1 if none is valid."""
-    if not valid.any():
-        return -1
-    best = coverage[valid].max()
-    tied = valid & (coverage >= best - tie_margin)
-    return int(np.where(tied, preference, -np.inf).argmax())
+def _tied(valid: np.ndarray, coverage: np.ndarray, tie_margin: float) -> np.ndarray:
+    """bool (S, M): the ``valid`` hypotheses within ``tie_margin`` of their set's best ``coverage``."""
+    best = np.where(valid, coverage, -np.inf).max(axis=1, keepdims=True)
+    return valid & (coverage >= best - tie_margin)
 
 
-def _choose_in_boxes(masks: np.ndarray, area: np.ndarray, iou: np.ndarray, set_component: np.ndarray,
-                     component_box: np.ndarray, params: SesamParams) -> np.ndarray:
-    """The box rule of :func:`choose_sesam`: mostly inside the box, covering a good part of it."""
-    kept = np.full(masks.shape[0], -1, np.int32)
+def _candidates_in_boxes(masks: np.ndarray, area: np.ndarray, set_component: np.ndarray,
+                         component_box: np.ndarray, params: SesamParams) -> np.ndarray:
+    """The box rule of :func:`choose_sesam`: mostly inside the box, covering a good part of it,
+    within ``tie_margin`` of the best box coverage. bool (S, M)."""
+    inside = np.zeros(area.shape, np.float64)
+    box_area = np.ones(area.shape[0], np.float64)
     for s in range(masks.shape[0]):
         x0, y0, x1, y1 = (int(round(v)) for v in component_box[set_component[s] - 1])
-        box_area = (x1 - x0 + 1) * (y1 - y0 + 1)
-        inside = masks[s, :, y0:y1 + 1, x0:x1 + 1].sum(axis=(1, 2))
-        valid = ((area[s] > 0) & (inside >= params.box_min_inside * area[s])
-                 & (inside >= params.box_min_cover * box_area))
-        kept[s] = _pick(valid, inside / box_area, iou[s], params.tie_margin)
+        box_area[s] = (x1 - x0 + 1) * (y1 - y0 + 1)
+        inside[s] = masks[s, :, y0:y1 + 1, x0:x1 + 1].sum(axis=(1, 2))
+    valid = ((area > 0) & (inside >= params.box_min_inside * area)
+             & (inside >= params.box_min_cover * box_area[:, None]))
+    return _tied(valid, inside / box_area[:, None], params.tie_margin)
+
+
+def _candidates_from_labels(flat_masks: np.ndarray, area: np.ndarray, set_class: np.ndarray,
+                            set_component: np.ndarray, weak_label: np.ndarray, component_map: np.ndarray,
+                            params: SesamParams) -> np.ndarray:
+    """The label rule of :func:`choose_sesam`, bool (S, M): hypotheses whose covered labelled pixels
+    are at most ``other_tolerance`` other classes' (else the least mixed ones, up to ``other_limit``),
+    within ``tie_margin`` of the best coverage of the set's own component."""
+    count = flat_masks.shape[0]
+    components = int(component_map.max())
+    flat_components = component_map.ravel()
+    order = np.argsort(flat_components, kind="stable")
+    starts = np.searchsorted(flat_components[order], np.arange(components + 2))
+    labelled = np.flatnonzero(weak_label.ravel() != IGNORE_INDEX)
+    labelled_class = weak_label.ravel()[labelled]
+    coverage = np.zeros(area.shape, np.float64)
+    other_share = np.ones(area.shape, np.float64)
+    for s in range(count):
+        component = int(set_component[s])
+        own = order[starts[component]:starts[component + 1]]
+        covered = flat_masks[s][:, labelled]
+        same = covered[:, labelled_class == set_class[s]].sum(axis=1)
+        other = covered[:, labelled_class != set_class[s]].sum(axis=1)
+        other_share[s] = other / np.maximum(same + other, 1)
+        coverage[s] = flat_masks[s][:, own].sum(axis=1) / max(len(own), 1)
+    usable = area > 0
+    valid = usable & (other_share <= params.other_tolerance)
+    least = np.where(usable, other_share, np.inf).min(axis=1, keepdims=True)
+    fallback = ~valid.any(axis=1, keepdims=True) & (least <= params.other_limit)
+    valid |= fallback & usable & (other_share == least)
+    return _tied(valid, coverage, params.tie_margin)
+
+
+def settle_ties(flat_masks: np.ndarray, candidates: np.ndarray, iou: np.ndarray, set_class: np.ndarray,
+                overlap_penalty: float, passes: int = 2) -> np.ndarray:
+    """One hypothesis per prompt set among ``candidates`` (bool (S, M)), chosen jointly: int32 (S,),
+    -1 where a set has no candidate.
+
+    Each set starts from its candidate of highest predicted IoU ``iou`` (S, M). Then, ``passes``
+    times, every set with several candidates takes the one that best fits the other sets' choices:
+    +1 for each pixel no class covers yet, -(1 + ``overlap_penalty``) for each pixel it takes from
+    the one other class covering it, -``overlap_penalty`` where several already conflict (pixels its
+    own class covers count 0). So masks of different classes tile the image rather than overlap.
+    ``flat_masks`` bool (S, M, P).
+    """
+    kept = np.where(candidates, iou, -np.inf).argmax(axis=1).astype(np.int32)
+    kept[~candidates.any(axis=1)] = -1
+    open_sets = np.flatnonzero(candidates.sum(axis=1) > 1)
+    if open_sets.size == 0:
+        return kept
+    classes, slot = np.unique(set_class, return_inverse=True)
+    cover = np.zeros((classes.size, flat_masks.shape[2]), np.int32)
+    for s in np.flatnonzero(kept >= 0):
+        cover[slot[s]] += flat_masks[s, kept[s]]
+    covering = (cover > 0).sum(axis=0)
+    for _ in range(passes):
+        for s in open_sets:
+            own = cover[slot[s]]
+            pixels = np.flatnonzero(flat_masks[s, kept[s]])
+            own[pixels] -= 1
+            covering[pixels[own[pixels] == 0]] -= 1
+            gains = np.full(flat_masks.shape[1], -np.inf)
+            for m in np.flatnonzero(candidates[s]):
+                free = np.flatnonzero(flat_masks[s, m])
+                free = free[own[free] == 0]
+                others = covering[free]
+                gains[m] = (np.count_nonzero(others == 0) - (1 + overlap_penalty) * np.count_nonzero(others == 1)
+                            - overlap_penalty * np.count_nonzero(others > 1))
+            kept[s] = int(np.argmax(gains))
+            pixels = np.flatnonzero(flat_masks[s, kept[s]])
+            covering[pixels[own[pixels] == 0]] += 1
+            own[pixels] += 1
     return kept
 
 
@@ -248,6 +327,8 @@ def choose_sesam(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, set_
                  component_box: np.ndarray | None = None) -> np.ndarray:
     """The hypothesis the ``sesam`` rule keeps for each prompt set: int32 (S,), -1 = none.
 
+    Candidates agree with the weak label (the label rule, or for a boxes source the box rule); ties
+    between candidates are settled jointly over all sets (:func:`settle_ties`).
     ``component_box`` float (K, 4) XYXY (max inclusive) marks a boxes source: component k is the
     box, not its pixels in ``component_map``, and the box rules apply instead of the label rules.
     """
@@ -256,36 +337,11 @@ def choose_sesam(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, set_
     flat_masks = masks.reshape(count, hypotheses, height * width)  # also for S = 0 (no prompt set)
     area = flat_masks.sum(axis=2)
     if component_box is not None:
-        return _choose_in_boxes(masks, area, iou, set_component, component_box, params)
-    kept = np.full(count, -1, np.int32)
-    components = int(component_map.max())
-    flat_components = component_map.ravel()
-    order = np.argsort(flat_components, kind="stable")
-    starts = np.searchsorted(flat_components[order], np.arange(components + 2))
-    labelled = np.flatnonzero(weak_label.ravel() != IGNORE_INDEX)
-    labelled_class = weak_label.ravel()[labelled]
-    if params.dense == "auto":
-        threshold = max(params.dense_thickness * max(weak_label.shape), DENSE_MIN_PIXELS)
-        dense = component_thickness(component_map, components) >= threshold
+        candidates = _candidates_in_boxes(masks, area, set_component, component_box, params)
     else:
-        dense = np.full(components, params.dense == "yes")
-    for s in range(count):
-        component = int(set_component[s])
-        own = order[starts[component]:starts[component + 1]]
-        own_overlap = flat_masks[s][:, own].sum(axis=1)
-        other_overlap = flat_masks[s][:, labelled[labelled_class != set_class[s]]].sum(axis=1)
-        is_dense = bool(dense[component - 1])
-        usable = area[s] > 0
-        if is_dense:
-            usable &= own_overlap >= params.min_own_fraction * area[s]
-        other_share = other_overlap / np.maximum(own_overlap + other_overlap, 1)
-        valid = usable & (other_share <= params.other_tolerance)
-        if not valid.any() and usable.any():
-            least = other_share[usable].min()
-            valid = usable & (other_share == least) & (least < params.other_limit)
-        kept[s] = _pick(valid, own_overlap / max(len(own), 1), iou[s] if is_dense else area[s].astype(float),
-                        params.tie_margin)
-    return kept
+        candidates = _candidates_from_labels(flat_masks, area, set_class, set_component, weak_label, component_map,
+                                             params)
+    return settle_ties(flat_masks, candidates, iou, set_class, params.overlap_penalty, params.settle_passes)
 
 
 def kept_classes(kept: np.ndarray, set_class: np.ndarray, hypotheses: int) -> np.ndarray:
@@ -298,36 +354,36 @@ def kept_classes(kept: np.ndarray, set_class: np.ndarray, hypotheses: int) -> np
 
 
 def _select_kept(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, kept: np.ndarray,
-                 weak_label: np.ndarray, votes: VoteParams, fill_class: int | None) -> Selection:
+                 weak_label: np.ndarray, votes: VoteParams, unclaimed: str, background_class: int | None) -> Selection:
     hypothesis_class = kept_classes(kept, set_class, masks.shape[1])
     label, confidence = merge_votes(masks, hypothesis_class, iou, votes)
-    label, confidence = overlay_weak(label, confidence, weak_label, fill_class)
-    return Selection(label, confidence, hypothesis_class)
+    label, confidence = overlay_weak(label, confidence, weak_label)
+    return Selection(fill_unclaimed(label, unclaimed, background_class), confidence, hypothesis_class)
 
 
 def select_sesam(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, set_component: np.ndarray,
                  weak_label: np.ndarray, component_map: np.ndarray, params: SesamParams = SesamParams(),
-                 component_box: np.ndarray | None = None, fill_class: int | None = None,
-                 votes: VoteParams = VoteParams()) -> Selection:
+                 component_box: np.ndarray | None = None, unclaimed: str = DEFAULT_UNCLAIMED,
+                 background_class: int | None = None, votes: VoteParams = VoteParams()) -> Selection:
     """The ``sesam`` strategy: :func:`choose_sesam`, then merge by votes; labelled weak pixels keep
-    their class. ``fill_class``: the class for undecided pixels (None: 255).
+    their class; undecided pixels follow ``unclaimed`` (:func:`fill_unclaimed`).
 
     ``refine`` calls this with a network prediction as the (dense) weak label.
     """
     kept = choose_sesam(masks, iou, set_class, set_component, weak_label, component_map, params, component_box)
-    return _select_kept(masks, iou, set_class, kept, weak_label, votes, fill_class)
+    return _select_kept(masks, iou, set_class, kept, weak_label, votes, unclaimed, background_class)
 
 
 def select_fixed(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, weak_label: np.ndarray,
-                 hypothesis: int = JIANG_HYPOTHESIS, fill_class: int | None = None,
-                 votes: VoteParams = VoteParams()) -> Selection:
+                 hypothesis: int = JIANG_HYPOTHESIS, unclaimed: str = DEFAULT_UNCLAIMED,
+                 background_class: int | None = None, votes: VoteParams = VoteParams()) -> Selection:
     """Jiang & Yang's rule: hypothesis ``hypothesis`` of every prompt set, merged per class by votes
     (with ``hypothesis=0`` and centroid prompts: the naive baseline)."""
     _check_shapes(masks, iou, set_class, weak_label)
     if not 0 <= hypothesis < masks.shape[1]:
         raise ValueError(f"hypothesis {hypothesis} does not exist: the masks have {masks.shape[1]} per prompt set")
     kept = np.full(masks.shape[0], hypothesis, np.int32)
-    return _select_kept(masks, iou, set_class, kept, weak_label, votes, fill_class)
+    return _select_kept(masks, iou, set_class, kept, weak_label, votes, unclaimed, background_class)
 
 
 def _check_cam_shapes(masks: np.ndarray, iou: np.ndarray, cam: np.ndarray) -> None:

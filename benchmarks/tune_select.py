@@ -1,0 +1,117 @@
+"""The measurements that chose the defaults of ``select --strategy sesam``, on CamVid train only.
+
+On the tuning subset of benchmarks/bench_quality.py (``--split train``: every 8th CamVid train photo,
+46 photos), with the same weak labels, prompts and SAM masks (the ``--masks-cache`` of
+bench_quality.py makes a rerun take minutes), each row changes one setting of the defaults and
+prints the pseudo-label mIoU (unlabelled pixels wrong) per weak-label kind, next to Jiang & Yang's
+recipe for scale. ``--background-proxy`` scores the ``--unclaimed`` rules on a stand-in for presets
+with a background class: CamVid's stuff classes (sky, building, road, sidewalk, tree, fence) merged
+into one background class, its things (pole, sign, car, pedestrian, bicyclist) kept; the same weak
+labels and masks, classes mapped.
+
+Usage: .venv/bin/python benchmarks/tune_select.py --masks-cache DIR [--limit N] [--background-proxy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from bench_quality import DEFAULT_CAMVID, KINDS, RECIPES, MaskCache, camvid_examples, contexts
+from stages.evaluate import Scores, confusion_counts
+from stages.sam.cache import EmbeddingCache
+from stages.sam.models import embeddings_dir
+from stages.sam.registry import load_backend
+from stages.select import SesamParams, VoteParams, select_fixed, select_sesam
+
+DEFAULTS, VOTES = SesamParams(), VoteParams()
+VARIANTS = {
+    "defaults": (DEFAULTS, VOTES, "auto"),
+    "other_tolerance 0.1": (replace(DEFAULTS, other_tolerance=0.1), VOTES, "auto"),
+    "other_tolerance 0.3": (replace(DEFAULTS, other_tolerance=0.3), VOTES, "auto"),
+    "other_limit 0.4 (drop a click's set over one other click)": (replace(DEFAULTS, other_limit=0.4), VOTES, "auto"),
+    "other_limit 1 (always keep the least mixed)": (replace(DEFAULTS, other_limit=1.0), VOTES, "auto"),
+    "tie_margin 0.02": (replace(DEFAULTS, tie_margin=0.02), VOTES, "auto"),
+    "tie_margin 0.1": (replace(DEFAULTS, tie_margin=0.1), VOTES, "auto"),
+    "overlap_penalty 3": (replace(DEFAULTS, overlap_penalty=3.0), VOTES, "auto"),
+    "no joint settling (highest predicted IoU)": (replace(DEFAULTS, settle_passes=0), VOTES, "auto"),
+    "size_exponent 0 (votes by predicted IoU only)": (DEFAULTS, replace(VOTES, size_exponent=0.0), "auto"),
+    "size_exponent 0.5": (DEFAULTS, replace(VOTES, size_exponent=0.5), "auto"),
+    "min_vote_share 0.4": (DEFAULTS, replace(VOTES, min_vote_share=0.4), "auto"),
+    "min_vote_share 0.6": (DEFAULTS, replace(VOTES, min_vote_share=0.6), "auto"),
+    "unclaimed nearest": (DEFAULTS, VOTES, "nearest"),
+}
+PROXY_UNCLAIMED = ("ignore", "background", "nearest")
+STUFF = ("sky", "building", "road", "sidewalk", "tree", "fence")
+
+
+def proxy_lookup(classes: tuple[str, ...]) -> np.ndarray:
+    """256-entry table: CamVid class -> 0 (background: stuff) or 1.. (things, in order); 255 stays."""
+    things = [name for name in classes if name not in STUFF]
+    table = np.full(256, 255, np.uint8)
+    for index, name in enumerate(classes):
+        table[index] = 0 if name in STUFF else 1 + things.index(name)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--camvid", default=DEFAULT_CAMVID, help="CamVid root (train/, val/)")
+    parser.add_argument("--masks-cache", default=None, help="bench_quality.py's SAM output cache")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated weak-label kinds")
+    parser.add_argument("--limit", type=int, default=None, help="at most N photos (quick runs)")
+    parser.add_argument("--background-proxy", action="store_true",
+                        help="score the --unclaimed rules with CamVid's stuff merged into a background class")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    kinds = tuple(args.kinds.split(","))
+    backend = load_backend("onnx", device="cpu")
+    cache = MaskCache(args.masks_cache, backend.identity.sha256)
+    embeddings = EmbeddingCache(embeddings_dir())
+    examples = camvid_examples(args.camvid, "train")[:args.limit]
+    rows = ((["naive", "jiang", "sesam"], PROXY_UNCLAIMED) if args.background_proxy
+            else (["jiang"] + list(VARIANTS), ("auto",)))
+    counts: dict = {}
+    for index, example in enumerate(examples, start=1):
+        for kind, ctx in contexts(example, kinds, backend, embeddings, cache, "ignore", RECIPES):
+            gt, weak, sam, background, num_classes = ctx.gt, ctx.weak, ctx.sam, None, example.preset.num_classes
+            if args.background_proxy:
+                table = proxy_lookup(example.preset.classes)
+                gt, weak, background, num_classes = table[gt], table[weak], 0, 1 + len(example.preset.classes) - len(STUFF)
+                sam = {row: {**data, "set_class": table[data["set_class"]].astype(np.int32)} for row, data in sam.items()}
+            for row in rows[0]:
+                for unclaimed in rows[1]:
+                    fill = {"unclaimed": unclaimed, "background_class": background}
+                    if row in ("naive", "jiang"):
+                        data = sam[row]
+                        label = select_fixed(data["masks"], data["iou_predictions"], data["set_class"], weak,
+                                             0 if row == "naive" else 3, **fill).label
+                    else:
+                        params, votes, fill["unclaimed"] = (VARIANTS[row] if row in VARIANTS
+                                                            else (DEFAULTS, VOTES, unclaimed))
+                        data = sam["sesam"]
+                        label = select_sesam(data["masks"], data["iou_predictions"], data["set_class"],
+                                             data["set_component"], weak, ctx.components.component_map, params,
+                                             ctx.boxes, votes=votes, **fill).label
+                    key = (kind, row, unclaimed)
+                    counts[key] = counts.get(key, 0) + confusion_counts(label, gt, num_classes)
+        print(f"{index}/{len(examples)} {example.name} ({time.perf_counter() - start:.0f} s)", file=sys.stderr,
+              flush=True)
+    title = "background proxy: --unclaimed" if args.background_proxy else "one setting changed"
+    print(f"\nCamVid train, tuning subset ({len(examples)} photos), {title}: mIoU %\n")
+    print("| row | " + " | ".join(kinds) + " |\n|---|" + "---:|" * len(kinds))
+    for row in rows[0]:
+        for unclaimed in rows[1]:
+            name = f"{row}, {unclaimed}" if args.background_proxy else row
+            cells = " | ".join(f"{100 * Scores.from_confusion(counts[(k, row, unclaimed)]).miou:.1f}" for k in kinds)
+            print(f"| {name} | {cells} |")
+    print(f"\n{time.perf_counter() - start:.0f} s; command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+
+
+if __name__ == "__main__":
+    main()
