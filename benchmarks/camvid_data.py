@@ -99,3 +99,19 @@ def prepare_split(samples: list[Sample], dest: str, scale: float = 1.0) -> list[
                 write_label(label, indices, preset)
         records.append({"id": sample.id, "image": os.path.abspath(photo), "gt": os.path.abspath(label)})
     return records
+
+
+def pack_split(samples: list[Sample], dest: str, quality: int) -> int:
+    """Copy a split in sesam's layout under ``dest``: photos as WebP of ``quality``, labels as palette PNGs
+    with void = 255. Returns the bytes written."""
+    preset = get_preset(PRESET)
+    written = 0
+    for sample in samples:
+        photo = os.path.join(dest, "images", f"{sample.id}.webp")
+        label = os.path.join(dest, "labels", f"{sample.id}.png")
+        os.makedirs(os.path.dirname(photo), exist_ok=True)
+        Image.open(sample.photo).convert("RGB").save(photo, "WEBP", quality=quality, method=6)
+        indices = read_single_channel(sample.label)
+        write_label(label, np.where(indices == sample.void, IGNORE_INDEX, indices).astype(np.uint8), preset)
+        written += os.path.getsize(photo) + os.path.getsize(label)
+    return written

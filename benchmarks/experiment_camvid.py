@@ -90,10 +90,14 @@ class Experiment:
             raise SystemExit(f"training {name} failed (exit {process.returncode}): see {run_dir}/train.log")
         self.timed(f"train {name}", started)
         validations = [e for e in read_records(os.path.join(run_dir, "metrics.jsonl")) if "val_miou" in e]
-        print(f"done: {name}, val mIoU {100 * validations[-1]['val_miou']:.1f} "
-              f"({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
-        return {"miou": validations[-1]["val_miou"], "iou": validations[-1]["val_iou"],
-                "checkpoint": os.path.join(run_dir, "last.pt")}
+        result = {"miou": validations[-1]["val_miou"], "iou": validations[-1]["val_iou"],
+                  "checkpoint": os.path.join(run_dir, "last.pt")}
+        print(f"done: {name}, val mIoU {100 * result['miou']:.1f} ({time.monotonic() - started:.0f} s)",
+              file=sys.stderr, flush=True)
+        if args.runs_log:
+            with self.lock, open(args.runs_log, "a") as handle:
+                handle.write(json.dumps({"run": name, "seconds": round(time.monotonic() - started, 1), **result}) + "\n")
+        return result
 
     def submit(self, name: str, records: str, seed: int, options: list[str]) -> Future:
         return self.pool.submit(self.train, name, records, seed, options)
@@ -278,6 +282,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, help="data-loading processes per training run [on a GPU: the cores "
                                                     "shared among --parallel runs; on a CPU: 0]")
     parser.add_argument("--json", help="write the results, per seed, with timings and commands, to this file")
+    parser.add_argument("--runs-log", help="append each finished training run's val scores to this JSON-lines file")
     args = parser.parse_args()
     tiny = TINY if args.tiny else {}
     args.scale = args.scale or tiny.get("scale", 1.0)

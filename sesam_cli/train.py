@@ -108,7 +108,8 @@ class TrainingProgress:
 
 
 def summary(result, iterations: int) -> str:
-    """The one-line summary of a finished TrainResult: iterations, time, speed, last loss, val mIoU."""
+    """The one-line summary of a finished TrainResult: iterations, time, speed, last loss, the teacher's
+    confident share (when its term is on) and val mIoU."""
     if result.iteration == result.start:
         return f"train: nothing to do, {result.checkpoint} holds all {result.iteration} iterations"
     trained = result.iteration - result.start
@@ -116,6 +117,8 @@ def summary(result, iterations: int) -> str:
     line = f"train: {span} of {iterations} in {duration(result.seconds)} ({trained / result.seconds:.2f} it/s)"
     if result.last is not None:
         line += f", last loss {result.last['loss']:.4f}"
+        if "confident_fraction" in result.last:
+            line += f", teacher confident on {100 * result.last['confident_fraction']:.0f}% of the pixels"
     if result.validation is not None:
         line += f", val mIoU {100 * result.validation['val_miou']:.1f}"
     return f"{line} -> {result.checkpoint}"
