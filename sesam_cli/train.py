@@ -190,8 +190,7 @@ def run_trainer(trainer, resume: bool = False, overwrite: bool = False):
 @click.option("--pl-threshold", default=recipe.PL_THRESHOLD, show_default=True, type=click.FloatRange(0, 1),
               help="Teacher confidence τ above which its prediction is a target.")
 @click.option("--ema-momentum", default=recipe.EMA_MOMENTUM, show_default=True, type=click.FloatRange(0, 1),
-              help="Teacher = EMA of the student with this momentum (lowered so that the teacher averages "
-                   f"over at most {recipe.EMA_WINDOW_SHARE:.0%} of the run).")
+              help="Teacher = EMA of the student with this momentum.")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
 @seed_option
 @click.option("--checkpoint-every", default=500, show_default=True, type=click.IntRange(min=0),

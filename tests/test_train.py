@@ -282,7 +282,7 @@ def test_training_on_empty_labels_is_refused_and_an_empty_source_is_named(sesam,
 
 def test_resume_with_other_iterations_recomputes_the_schedule(sesam, handful, tmp_path, caplog):
     """A finished 3-iteration run extended to 6: a warning, and iterations 4-6 follow the 6-iteration
-    schedule lr × (1 - it/6)^0.9 (no warm-up: a tenth of 6 is 0)."""
+    schedule lr × (1 - it/6)^0.9."""
     out = tmp_path / "run"
     sesam("train", "--records", handful, "--iterations", 3, *TINY, "-o", out)
     with caplog.at_level(logging.INFO, logger="sesam"):
@@ -320,3 +320,13 @@ def test_ctrl_c_warns_once_although_loader_workers_get_it_too(handful, tmp_path)
     _stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGINT, stderr
     assert stderr.count("stopping after this iteration") == 1, stderr
+
+
+def test_the_learning_rate_warms_up_then_decays_as_a_function_of_the_iteration():
+    from stages.train.recipe import learning_rate_factor, warmup_length
+
+    assert warmup_length(100, 200) == 20 and warmup_length(100, 5000) == 100 and warmup_length(0, 5000) == 0
+    assert learning_rate_factor(0, 100, 10, 0.9) == pytest.approx(0.1)
+    assert learning_rate_factor(4, 100, 10, 0.9) == pytest.approx(0.5 * (1 - 4 / 100) ** 0.9)
+    assert learning_rate_factor(50, 100, 10, 0.9) == pytest.approx(0.5 ** 0.9)
+    assert learning_rate_factor(0, 100, 0, 0.9) == 1.0 and learning_rate_factor(100, 100, 0, 0.9) == 0.0

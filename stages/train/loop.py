@@ -64,7 +64,6 @@ class TrainConfig:
     trains at ``lr × head_lr_multiplier``. Both warm up linearly over ``warmup_iterations`` (at most
     a tenth of the run) and decay as ``(1 - iteration / iterations) ** poly_power``. ``batch_size``
     is the global batch, split evenly over DDP processes. ``amp`` takes effect on CUDA only.
-    ``ema_momentum`` is lowered for short runs (``recipe.ema_momentum_for``).
     """
 
     architecture: str = DEFAULT_ARCHITECTURE
@@ -307,9 +306,9 @@ class Trainer:
                                         "options (--iterations may differ), or start a new output directory: "
                                         + "; ".join(differences.values()))
         if length:
-            log.warning("%s: resuming a run of %d iterations as one of %d: the learning-rate schedule and the "
-                        "teacher's averaging window are recomputed for the new length", path,
-                        checkpoint["run"]["config"]["iterations"], self.config.iterations)
+            log.warning("%s: resuming a run of %d iterations as one of %d: the learning-rate schedule is "
+                        "recomputed for the new length", path, checkpoint["run"]["config"]["iterations"],
+                        self.config.iterations)
         if checkpoint["world_size"] != self.distributed.world_size:
             log.warning("resuming a run of %d processes with %d: per-process batch statistics change",
                         checkpoint["world_size"], self.distributed.world_size)
@@ -335,7 +334,7 @@ class Trainer:
         if initial is not None:
             self.model.load_state_dict(initial["model"])
         self.model.to(self.device)
-        self.teacher = EmaTeacher(self.model, recipe.ema_momentum_for(self.config.ema_momentum, self.config.iterations))
+        self.teacher = EmaTeacher(self.model, self.config.ema_momentum)
         self.optimizer = build_optimizer(self.model, self.config)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
         if resumed is None:

@@ -20,13 +20,12 @@ WEIGHT_DECAY = {"sgd": 0.0001, "adamw": 0.01}
 MOMENTUM = 0.9
 HEAD_LR_MULTIPLIER = 10.0
 POLY_POWER = 0.9
-WARMUP_ITERATIONS = 100
-"""Linear learning-rate warm-up, capped at a tenth of the run (``warmup_length``)."""
+WARMUP_ITERATIONS = 0
+"""Linear learning-rate warm-up (capped at a tenth of the run, ``warmup_length``): none by default, since
+it did not help from the ImageNet backbone (docs/TRAINING.md); for higher rates or random weights."""
 SCALE_RANGE = (0.5, 2.0)
 PL_THRESHOLD = 0.95
 EMA_MOMENTUM = 0.99
-EMA_WINDOW_SHARE = 0.05
-"""The teacher averages the student over at most this share of the run (``ema_momentum_for``)."""
 CACHE_SHARE = 0.25
 CACHE_LIMIT_BYTES = 16 << 30
 """Training photos and labels are decoded once into memory up to min(this share of RAM, this limit)."""
@@ -66,13 +65,6 @@ def learning_rate_factor(iteration: int, iterations: int, warmup: int, power: fl
     """
     decay = max(0.0, 1.0 - iteration / iterations) ** power
     return decay * min(1.0, (iteration + 1) / warmup) if warmup > 0 else decay
-
-
-def ema_momentum_for(momentum: float, iterations: int) -> float:
-    """The teacher's EMA momentum for a run of ``iterations``: ``momentum``, lowered so that the averaging
-    window ``1 / (1 - m)`` is at most ``EMA_WINDOW_SHARE`` of the run (a short run's teacher would
-    otherwise still be averaging the untrained network of its first iterations when the run ends)."""
-    return min(momentum, 1.0 - 1.0 / max(1.0, EMA_WINDOW_SHARE * iterations))
 
 
 def cache_budget_bytes() -> int:
