@@ -20,43 +20,22 @@ Usage (about 15 minutes on 2 CPU cores; the table goes to stdout, each command t
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
 
-from stages.example_data import write_liver_example
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-SESAM = os.path.join(os.path.dirname(sys.executable), "sesam")
+from sesam_runner import Runner, write_records  # noqa: E402
+
+from stages.example_data import write_liver_example  # noqa: E402
+
 SETTINGS = {
     "a": ("weak labels alone", ["--lambda-sam", "0", "--lambda-pl", "0"]),
     "b": ("weak + SAM pseudo-labels", ["--lambda-pl", "0"]),
     "c": ("weak + SAM + teacher (all three)", []),
 }
-
-
-def sesam(log: list[str], *args: str, stdin: str | None = None, stdout: str | None = None) -> None:
-    """Run one sesam command, records from/to files; its command line goes to stderr and ``log``."""
-    line = "sesam " + " ".join(shlex.quote(a) for a in args)
-    line += (f" < {stdin}" if stdin else "") + (f" > {stdout}" if stdout else "")
-    print(f"$ {line}", file=sys.stderr, flush=True)
-    log.append(line)
-    with open(stdin) if stdin else open(os.devnull) as source, \
-            open(stdout, "w") if stdout else open(os.devnull, "w") as sink:
-        subprocess.run([SESAM, *args], stdin=source, stdout=sink, check=True)
-
-
-def score(log: list[str], work: str, records: str, key: str, name: str) -> dict:
-    """``sesam evaluate`` of the label maps under ``key`` against each record's gt; the JSON report."""
-    report = os.path.join(work, "scores", f"{name}.json")
-    os.makedirs(os.path.dirname(report), exist_ok=True)
-    sesam(log, "evaluate", "--classes", os.path.join(work, "data", "classes.txt"), "--key", key, "--gt-key", "gt",
-          "--json", report, stdin=records)
-    with open(report) as handle:
-        return json.load(handle)
 
 
 def main() -> None:
@@ -74,47 +53,47 @@ def main() -> None:
     args = parser.parse_args()
     work = os.path.abspath(args.work)
     started = time.monotonic()
-    log: list[str] = []
+    sesam = Runner()
 
     parts = write_liver_example(os.path.join(work, "data"), os.path.join(work, "download"))
     classes = os.path.join(work, "data", "classes.txt")
-    heldout = os.path.join(work, "heldout.jsonl")
-    with open(heldout, "w") as handle:
-        handle.writelines(json.dumps(r) + "\n" for r in parts["heldout"])
+    heldout = write_records(os.path.join(work, "heldout.jsonl"), parts["heldout"])
     print(f"{len(parts['train'])} train and {len(parts['heldout'])} held-out slices", file=sys.stderr)
 
     def path(name: str) -> str:
         return os.path.join(work, name)
 
-    with open(path("gt_train.jsonl"), "w") as handle:
-        handle.writelines(json.dumps(r) + "\n" for r in parts["train"])
-    sesam(log, "simulate", "--kind", "scribbles", "--classes", classes, "--seed", str(args.seed), "-o", path("weak"),
+    write_records(path("gt_train.jsonl"), parts["train"])
+    sesam("simulate", "--kind", "scribbles", "--classes", classes, "--seed", str(args.seed), "-o", path("weak"),
           stdin=path("gt_train.jsonl"), stdout=path("weak.jsonl"))
-    sesam(log, "decompose", "--classes", classes, "-o", path("components"), stdin=path("weak.jsonl"),
+    sesam("decompose", "--classes", classes, "-o", path("components"), stdin=path("weak.jsonl"),
           stdout=path("components.jsonl"))
-    sesam(log, "sample-prompts", "--strategy", "skeleton", "-o", path("prompts"), stdin=path("components.jsonl"),
+    sesam("sample-prompts", "--strategy", "skeleton", "-o", path("prompts"), stdin=path("components.jsonl"),
           stdout=path("prompts.jsonl"))
-    sesam(log, "sam-predict", "--cache-dir", path("embeddings"), "-o", path("masks"), stdin=path("prompts.jsonl"),
+    sesam("sam-predict", "--cache-dir", path("embeddings"), "-o", path("masks"), stdin=path("prompts.jsonl"),
           stdout=path("masks.jsonl"))
-    sesam(log, "select", "--classes", classes, "-o", path("pseudo"), stdin=path("masks.jsonl"),
+    sesam("select", "--classes", classes, "-o", path("pseudo"), stdin=path("masks.jsonl"),
           stdout=path("pseudo.jsonl"))
-    pseudo_before = score(log, work, path("pseudo.jsonl"), "pseudo", "pseudo_before")
+    def score(records: str, key: str, name: str) -> dict:
+        return sesam.score(records, key, path(os.path.join("scores", f"{name}.json")), classes)
+
+    pseudo_before = score(path("pseudo.jsonl"), "pseudo", "pseudo_before")
 
     training = ["--classes", classes, "--iterations", str(args.iterations), "--batch-size", str(args.batch_size),
                 "--crop-size", str(args.crop_size), "--lr", str(args.lr), "--seed", str(args.seed), "--checkpoint-every", "0",
                 "--workers", "0", "--overwrite"]
 
     def train_and_score(name: str, records: str, options: list[str]) -> dict:
-        sesam(log, "train", "--records", records, *training, *options, "-o", path(f"train_{name}"),
+        sesam("train", "--records", records, *training, *options, "-o", path(f"train_{name}"),
               stdout=path(f"trained_{name}.jsonl"))
-        sesam(log, "refine", "--classes", classes, "--checkpoint", path(f"train_{name}/last.pt"), "--predict-only",
+        sesam("refine", "--classes", classes, "--checkpoint", path(f"train_{name}/last.pt"), "--predict-only",
               "-o", path(f"heldout_{name}"), stdin=heldout, stdout=path(f"heldout_{name}.jsonl"))
-        return score(log, work, path(f"heldout_{name}.jsonl"), "prediction", f"heldout_{name}")
+        return score(path(f"heldout_{name}.jsonl"), "prediction", f"heldout_{name}")
 
     results = {name: train_and_score(name, path("pseudo.jsonl"), options) for name, (_, options) in SETTINGS.items()}
-    sesam(log, "refine", "--classes", classes, "--checkpoint", path("train_c/last.pt"), "--cache-dir",
+    sesam("refine", "--classes", classes, "--checkpoint", path("train_c/last.pt"), "--cache-dir",
           path("embeddings"), "-o", path("refine1"), stdin=path("pseudo.jsonl"), stdout=path("refined.jsonl"))
-    pseudo_after = score(log, work, path("refined.jsonl"), "pseudo", "pseudo_after")
+    pseudo_after = score(path("refined.jsonl"), "pseudo", "pseudo_after")
     rows = [(f"({name}) {title}", results[name]) for name, (title, _) in SETTINGS.items()]
     if not args.no_retrain:
         rows.append(("(d) all three, retrained on the refined pseudo-labels",
@@ -136,7 +115,7 @@ def main() -> None:
     for title, report in (("SAM from scribbles (select)", pseudo_before), ("after one refine round with (c)", pseudo_after)):
         print(f"| {title} | {cells(report)} | {100 * report['labelled_fraction']:.1f}% |")
     print(f"\n{time.monotonic() - started:.0f} s in all. Commands:\n")
-    print("\n".join(log))
+    print("\n".join(sesam.log))
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ class Refiner:
 
 
 def _retrain(records: list[Record], networks: Networks, checkpoint: str, run_dir: str, device: str,
-             workers: int) -> str:
+             workers: int | None) -> str:
     """Train a new network on the refined records with ``checkpoint``'s own settings; its last.pt.
 
     Resumes a run left in ``run_dir`` by an interrupted command, so rerunning the command continues it.
@@ -188,8 +188,8 @@ def _retrain(records: list[Record], networks: Networks, checkpoint: str, run_dir
 @cache_dir_option
 @click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Refine, retrain (with the checkpoint's own training settings) and refine again, N rounds.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
-              help="--rounds: data-loading processes of the retraining.")
+@click.option("--workers", type=click.IntRange(min=0),
+              help="--rounds: data-loading processes of the retraining [the device's default, as train].")
 @handle_errors
 def refine(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going, preset, checkpoint,
            weights, window, stride, predict_only, min_confidence, min_area, spacing, max_points, unclaimed,

@@ -10,10 +10,10 @@ import click
 
 from stages.artifacts import remove_stale_temporaries
 from stages.errors import SesamInputError
-from stages.train import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE
+from stages.train import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, recipe
 
 from .options import classes_option, handle_errors, seed_option, strip_suffix_option
-from .stream import Record, emit, progress, read_records, records_from_files, records_from_lines
+from .stream import Record, emit, format_duration, progress, read_records, records_from_files, records_from_lines
 
 log = logging.getLogger("sesam")
 
@@ -54,31 +54,77 @@ def _training_records(records_file: str | None, images_dir: str | None, weak_dir
     return list(read_records([], "weak", images_dir, strip_suffixes))
 
 
-def run_trainer(trainer, resume: bool = False, overwrite: bool = False):
-    """Run a ``stages.train.loop.Trainer`` with a progress bar (loss, lr, speed) on stderr; returns its
-    TrainResult. A run stopped by SIGINT/SIGTERM exits 128 + the signal number, saying how to resume.
-    Temporaries that a killed run left in the run directory (``.iter_N.pt.*.tmp``) are removed first."""
-    if trainer.distributed.is_main:
-        for path in remove_stale_temporaries(trainer.output_dir):
-            log.info("train: removed %s, left behind by a killed run", path)
-    bar = progress(None, "train", total=trainer.config.iterations, unit="it")
+def _per_device(field: str) -> str:
+    """The device types' defaults of a setting, for help texts: ``[cpu: 8, cuda: 16]``."""
+    return "[" + ", ".join(f"{device}: {getattr(defaults, field)}" for device, defaults in
+                           recipe.DEVICE_DEFAULTS.items()) + "]"
 
-    def report(entry: dict[str, Any]) -> None:
+
+def _per_optimizer(values: dict[str, float]) -> str:
+    return "[" + ", ".join(f"{name}: {value}" for name, value in values.items()) + "]"
+
+
+class TrainingProgress:
+    """Training progress on stderr (``stream.progress``: a bar on a terminal, a line every
+    $SESAM_PROGRESS_INTERVAL seconds otherwise) with the loss and learning rate. The bar starts at
+    the first reported iteration, so that a resumed run's speed and ETA count only its own iterations."""
+
+    def __init__(self, iterations: int):
+        self.iterations = iterations
+        self.bar = None
+
+    def __call__(self, entry: dict[str, Any]) -> None:
         if "val_miou" in entry:
             log.info("iteration %d: validation mIoU %.4f", entry["iteration"], entry["val_miou"])
             return
-        bar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}", refresh=False)
-        bar.update(entry["iteration"] - bar.n)
+        done = entry["iteration"]
+        if self.bar is None:
+            self.bar = progress(None, "train", total=self.iterations, unit="it", initial=done - 1)
+        self.bar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}", refresh=False)
+        self.bar.update(done - self.bar.n)
 
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def summary(result, iterations: int) -> str:
+    """The one-line summary of a finished TrainResult: iterations, time, speed, last loss, the teacher's
+    confident share (when its term is on) and val mIoU."""
+    if result.iteration == result.start:
+        return f"train: nothing to do, {result.checkpoint} holds all {result.iteration} iterations"
+    trained = result.iteration - result.start
+    span = f"{trained} iterations" if result.start == 0 else f"iterations {result.start + 1}-{result.iteration}"
+    line = f"train: {span} of {iterations} in {format_duration(result.seconds)} ({trained / result.seconds:.2f} it/s)"
+    if result.last is not None:
+        line += f", last loss {result.last['loss']:.4f}"
+        if "confident_fraction" in result.last:
+            line += f", teacher confident on {100 * result.last['confident_fraction']:.0f}% of the pixels"
+    if result.validation is not None:
+        line += f", val mIoU {100 * result.validation['val_miou']:.1f}"
+    return f"{line} -> {result.checkpoint}"
+
+
+def run_trainer(trainer, resume: bool = False, overwrite: bool = False):
+    """Run a ``stages.train.loop.Trainer`` with progress on stderr (see TrainingProgress) and a one-line
+    summary at the end; returns its TrainResult. A run stopped by SIGINT/SIGTERM exits 128 + the signal
+    number, saying how to resume. Temporaries that a killed run left in the run directory
+    (``.iter_N.pt.*.tmp``) are removed first."""
+    if trainer.distributed.is_main:
+        for path in remove_stale_temporaries(trainer.output_dir):
+            log.info("train: removed %s, left behind by a killed run", path)
+    report = TrainingProgress(trainer.config.iterations)
     try:
         result = trainer.run(resume=resume, overwrite=overwrite,
                              on_iteration=report if trainer.distributed.is_main else None)
     finally:
-        bar.close()
+        report.close()
     if result.stopped_by is not None:
         log.error("%s at iteration %d: checkpoint %s; continue with the same command and --resume",
                   signal.Signals(result.stopped_by).name, result.iteration, result.checkpoint)
         raise click.exceptions.Exit(128 + result.stopped_by)
+    if trainer.distributed.is_main:
+        log.info("%s", summary(result, trainer.config.iterations))
     return result
 
 
@@ -105,27 +151,30 @@ def run_trainer(trainer, resume: bool = False, overwrite: bool = False):
               help="Backbone initialisation: ImageNet weights, random, or an ImageNet state-dict file.")
 @click.option("--init-from", type=click.Path(dir_okay=False),
               help="Start from the weights of a sesam checkpoint (same --arch and --classes).")
-@click.option("--iterations", default=4000, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=2),
-              help="Global batch size (split over torchrun processes).")
-@click.option("--crop-size", default=321, show_default=True, type=click.IntRange(min=16))
-@click.option("--scale-range", default=(0.5, 2.0), show_default=True, nargs=2, type=float,
+@click.option("--iterations", type=click.IntRange(min=1), help=f"Training iterations {_per_device('iterations')}.")
+@click.option("--batch-size", type=click.IntRange(min=2),
+              help=f"Global batch size, split over torchrun processes {_per_device('batch_size')}.")
+@click.option("--crop-size", type=click.IntRange(min=16), help=f"Square training crop {_per_device('crop_size')}.")
+@click.option("--scale-range", default=recipe.SCALE_RANGE, show_default=True, nargs=2, type=float,
               metavar="MIN MAX", help="Random rescaling factors before cropping.")
-@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "adamw"]))
-@click.option("--lr", type=float, help="Backbone learning rate [sgd: 0.001, adamw: 0.0001].")
-@click.option("--head-lr-multiplier", default=10.0, show_default=True, help="Head learning rate = lr × this.")
-@click.option("--weight-decay", type=float, help="[sgd: 0.0001, adamw: 0.01]")
-@click.option("--momentum", default=0.9, show_default=True, help="SGD momentum.")
-@click.option("--poly-power", default=0.9, show_default=True, help="lr × (1 - it/iterations)^power.")
+@click.option("--optimizer", default=recipe.OPTIMIZER, show_default=True, type=click.Choice(recipe.OPTIMIZERS))
+@click.option("--lr", type=float, help=f"Backbone learning rate {_per_optimizer(recipe.LEARNING_RATE)}.")
+@click.option("--head-lr-multiplier", default=recipe.HEAD_LR_MULTIPLIER, show_default=True,
+              help="Head learning rate = lr × this.")
+@click.option("--weight-decay", type=float, help=_per_optimizer(recipe.WEIGHT_DECAY))
+@click.option("--momentum", default=recipe.MOMENTUM, show_default=True, help="SGD momentum.")
+@click.option("--poly-power", default=recipe.POLY_POWER, show_default=True, help="lr × (1 - it/iterations)^power.")
+@click.option("--warmup-iterations", default=recipe.WARMUP_ITERATIONS, show_default=True, type=click.IntRange(min=0),
+              help="Linear learning-rate warm-up (at most a tenth of the run).")
 @click.option("--lambda-weak", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Weight of the weak-label loss (0: off).")
 @click.option("--lambda-sam", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Weight of the SAM pseudo-label loss (0: off).")
 @click.option("--lambda-pl", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Weight of the loss on the EMA teacher's confident predictions (0: off, no teacher pass).")
-@click.option("--pl-threshold", default=0.95, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--pl-threshold", default=recipe.PL_THRESHOLD, show_default=True, type=click.FloatRange(0, 1),
               help="Teacher confidence τ above which its prediction is a target.")
-@click.option("--ema-momentum", default=0.99, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--ema-momentum", default=recipe.EMA_MOMENTUM, show_default=True, type=click.FloatRange(0, 1),
               help="Teacher = EMA of the student with this momentum.")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
 @seed_option
@@ -134,16 +183,19 @@ def run_trainer(trainer, resume: bool = False, overwrite: bool = False):
 @click.option("--resume", is_flag=True, help="Continue the run in -o from last.pt (a new run if there is none).")
 @click.option("--overwrite", is_flag=True, help="Start again even though -o holds a run.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="Data-loading processes.")
+@click.option("--workers", type=click.IntRange(min=0), help=f"Data-loading processes {_per_device('workers')}.")
+@click.option("--cache-mib", type=click.IntRange(min=0),
+              help="Decode the training photos and labels into memory once when they take at most this many "
+                   "MiB, else read them from disk at each use (0: always) [a quarter of the RAM, at most 16 GiB].")
 @handle_errors
 def train(output_dir: str, records_file: str | None, images_dir: str | None, weak_dir: str | None,
           pseudo_dir: str | None, strip_suffixes: tuple[str, ...], val_file: str | None, val_every: int, preset,
-          architecture: str, backbone_weights: str, init_from: str | None, iterations: int, batch_size: int,
-          crop_size: int, scale_range: tuple[float, float], optimizer: str, lr: float | None,
-          head_lr_multiplier: float, weight_decay: float | None, momentum: float, poly_power: float,
-          lambda_weak: float, lambda_sam: float, lambda_pl: float, pl_threshold: float, ema_momentum: float,
-          amp: bool, seed: int, checkpoint_every: int, resume: bool, overwrite: bool, device: str,
-          workers: int) -> None:
+          architecture: str, backbone_weights: str, init_from: str | None, iterations: int | None,
+          batch_size: int | None, crop_size: int | None, scale_range: tuple[float, float], optimizer: str,
+          lr: float | None, head_lr_multiplier: float, weight_decay: float | None, momentum: float,
+          poly_power: float, warmup_iterations: int, lambda_weak: float, lambda_sam: float, lambda_pl: float,
+          pl_threshold: float, ema_momentum: float, amp: bool, seed: int, checkpoint_every: int, resume: bool, overwrite: bool, device: str,
+          workers: int | None, cache_mib: int | None) -> None:
     """Train a DeepLabV3 network on the weak labels, SAM pseudo-labels and an EMA teacher's predictions.
 
     Reads training records (image, weak, pseudo) from --records or stdin, or pairs --weak/--pseudo
@@ -151,9 +203,14 @@ def train(output_dir: str, records_file: str | None, images_dir: str | None, wea
     predictions with confidence ≥ τ); a weight of 0 switches a source off. The teacher (an EMA of the
     student) sees a weakly augmented view, the student a strongly augmented one.
 
+    Unset schedule, batch, crop and loader options take the device's defaults (shown in brackets;
+    docs/TRAINING.md says how they were chosen). On a CPU a run of the defaults takes hours: the
+    demo trains 200 iterations of batch 8 on 128-pixel crops.
+
     Writes -o DIR/config.json, metrics.jsonl (one line per iteration) and checkpoints (iter_N.pt,
-    last.pt). SIGINT/SIGTERM save last.pt after the running iteration and exit 130/143; --resume
-    continues exactly there. When training finishes, the records go to stdout with a `checkpoint`
+    last.pt), and ends with a one-line summary (iterations, time, last loss, val mIoU).
+    SIGINT/SIGTERM save last.pt after the running iteration and exit 130/143; --resume continues
+    exactly there (with another --iterations the schedule is recomputed for the new length). When training finishes, the records go to stdout with a `checkpoint`
     key (DIR/last.pt), so `sesam refine` can follow in a pipe. Runs under torchrun with
     DistributedDataParallel (only rank 0 writes).
 
@@ -173,7 +230,8 @@ def train(output_dir: str, records_file: str | None, images_dir: str | None, wea
             architecture=architecture, backbone_weights=backbone_weights, init_from=init_from,
             iterations=iterations, batch_size=batch_size, crop_size=crop_size, scale_range=scale_range,
             optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum,
-            head_lr_multiplier=head_lr_multiplier, poly_power=poly_power, lambda_weak=lambda_weak,
+            head_lr_multiplier=head_lr_multiplier, poly_power=poly_power, warmup_iterations=warmup_iterations,
+            lambda_weak=lambda_weak,
             lambda_sam=lambda_sam, lambda_pl=lambda_pl, pl_threshold=pl_threshold, ema_momentum=ema_momentum,
             amp=amp, seed=seed, checkpoint_every=checkpoint_every, val_every=val_every)
     except ValueError as exc:
@@ -185,7 +243,8 @@ def train(output_dir: str, records_file: str | None, images_dir: str | None, wea
             raise SesamInputError(val_file, f"record '{rec['id']}' needs 'image' and 'gt'")
         validation.append(ValidationImage(rec["id"], rec["image"], rec["gt"]))
     try:
-        trainer = Trainer(config, images, preset, output_dir, validation, device=device, workers=workers)
+        trainer = Trainer(config, images, preset, output_dir, validation, device=device, workers=workers,
+                          cache_bytes=None if cache_mib is None else cache_mib << 20)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     result = run_trainer(trainer, resume, overwrite)

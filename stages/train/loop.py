@@ -1,4 +1,4 @@
-"""The training loop: iterations of SGD/AdamW with a poly schedule, an EMA teacher, checkpoints, resume.
+"""The training loop: iterations of SGD/AdamW with a warm-up and poly schedule, an EMA teacher, checkpoints, resume.
 
 ``train(config, images, preset, output_dir)`` writes into ``output_dir``:
 
@@ -8,10 +8,12 @@
 - ``iter_N.pt`` every ``checkpoint_every`` iterations and ``last.pt`` (always the newest), written
   atomically; also on SIGINT/SIGTERM, after the running iteration.
 
-With ``resume`` it continues from ``last.pt`` exactly: model, teacher, optimizer, schedule and
-scaler come back, and the data order and augmentation depend only on (seed, iteration), so the
-resumed run draws the same samples the uninterrupted run would have. Under ``torchrun`` it trains
-with DistributedDataParallel; the global batch is split over the processes and only rank 0 writes.
+With ``resume`` it continues from ``last.pt`` exactly: model, teacher, optimizer and scaler come
+back, and the learning rate, data order and augmentation depend only on (seed, iteration), so the
+resumed run draws the same samples the uninterrupted run would have. A resumed run may be given
+another number of iterations: the schedule is then recomputed for the new length. Under ``torchrun``
+it trains with DistributedDataParallel; the global batch is split over the processes and only rank 0
+writes. Unset settings come from ``recipe`` (some depend on the device type).
 """
 
 from __future__ import annotations
@@ -36,20 +38,18 @@ from ..evaluate import Scores, confusion_counts
 from ..labels import read_image, read_label
 from ..predict import predict_label
 from ..presets import ClassPreset
-from .checkpoint import check_compatible, link_checkpoint, read_checkpoint, save_checkpoint
-from .data import IterationSampler, TrainingImage, TrainingSet
+from . import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, recipe
+from .augment import augment_batch
+from .data import SOURCES, ImageStore, IterationSampler, TrainingImage, TrainingSet, collate_padded
 from .distributed import Distributed
 from .interrupt import StopRequest
+from .checkpoint import check_compatible, link_checkpoint, read_checkpoint, save_checkpoint
 from .loss import LossWeights, sesam_loss
-from . import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE
 from .model import build_model, head_parameter_names
 from .teacher import EmaTeacher
 
 log = logging.getLogger("sesam")
 
-OPTIMIZERS = ("sgd", "adamw")
-DEFAULT_LR = {"sgd": 0.001, "adamw": 0.0001}
-DEFAULT_WEIGHT_DECAY = {"sgd": 0.0001, "adamw": 0.01}
 LAST_CHECKPOINT = "last.pt"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -58,31 +58,33 @@ TORCH_SEED_STREAM = 2
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run (``lr`` / ``weight_decay`` None: the optimizer's default).
+    """Everything that defines a training run; None means the default of ``recipe`` (see ``resolved``).
 
     ``lr`` is the backbone's learning rate; the head (ASPP and classifier, randomly initialised)
-    trains at ``lr × head_lr_multiplier``. Both decay as ``(1 - iteration / iterations) ** poly_power``.
-    ``batch_size`` is the global batch, split evenly over DDP processes. ``amp`` takes effect on CUDA only.
+    trains at ``lr × head_lr_multiplier``. Both warm up linearly over ``warmup_iterations`` (at most
+    a tenth of the run) and decay as ``(1 - iteration / iterations) ** poly_power``. ``batch_size``
+    is the global batch, split evenly over DDP processes. ``amp`` takes effect on CUDA only.
     """
 
     architecture: str = DEFAULT_ARCHITECTURE
     backbone_weights: str = "imagenet"
     init_from: str | None = None
-    iterations: int = 4000
-    batch_size: int = 8
-    crop_size: int = 321
-    scale_range: tuple[float, float] = (0.5, 2.0)
-    optimizer: str = "sgd"
+    iterations: int | None = None
+    batch_size: int | None = None
+    crop_size: int | None = None
+    scale_range: tuple[float, float] = recipe.SCALE_RANGE
+    optimizer: str = recipe.OPTIMIZER
     lr: float | None = None
     weight_decay: float | None = None
-    momentum: float = 0.9
-    head_lr_multiplier: float = 10.0
-    poly_power: float = 0.9
+    momentum: float = recipe.MOMENTUM
+    head_lr_multiplier: float = recipe.HEAD_LR_MULTIPLIER
+    poly_power: float = recipe.POLY_POWER
+    warmup_iterations: int = recipe.WARMUP_ITERATIONS
     lambda_weak: float = 1.0
     lambda_sam: float = 1.0
     lambda_pl: float = 1.0
-    pl_threshold: float = 0.95
-    ema_momentum: float = 0.99
+    pl_threshold: float = recipe.PL_THRESHOLD
+    ema_momentum: float = recipe.EMA_MOMENTUM
     amp: bool = True
     seed: int = 0
     checkpoint_every: int = 500
@@ -91,27 +93,39 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURE_NAMES:
             raise ValueError(f"unknown architecture '{self.architecture}'; choose from {', '.join(ARCHITECTURE_NAMES)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer '{self.optimizer}'; choose from {', '.join(OPTIMIZERS)}")
+        if self.optimizer not in recipe.OPTIMIZERS:
+            raise ValueError(f"unknown optimizer '{self.optimizer}'; choose from {', '.join(recipe.OPTIMIZERS)}")
         if min(self.lambda_weak, self.lambda_sam, self.lambda_pl) < 0:
             raise ValueError("loss weights cannot be negative")
         if self.lambda_weak == 0 and self.lambda_sam == 0:
             raise ValueError("the teacher needs a labelled source: --lambda-weak or --lambda-sam must be above 0")
-        if self.iterations < 1 or self.batch_size < 1 or self.crop_size < 16:
+        if (self.iterations or 1) < 1 or (self.batch_size or 1) < 1 or (self.crop_size or 16) < 16:
             raise ValueError("iterations and batch size must be at least 1, the crop at least 16 pixels")
+        if self.warmup_iterations < 0:
+            raise ValueError("the warm-up cannot be negative")
         if not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(f"scale range {self.scale_range} must be 0 < min <= max")
 
-    def resolved(self) -> "TrainConfig":
-        """The config with the optimizer-dependent defaults filled in."""
-        return replace(self, lr=self.lr if self.lr is not None else DEFAULT_LR[self.optimizer],
+    def resolved(self, device_type: str = "cpu") -> "TrainConfig":
+        """The config with every unset setting filled in: the optimizer's and the device type's defaults."""
+        device = recipe.device_defaults(device_type)
+        return replace(self, lr=self.lr if self.lr is not None else recipe.LEARNING_RATE[self.optimizer],
                        weight_decay=(self.weight_decay if self.weight_decay is not None
-                                     else DEFAULT_WEIGHT_DECAY[self.optimizer]),
+                                     else recipe.WEIGHT_DECAY[self.optimizer]),
+                       iterations=self.iterations or device.iterations,
+                       batch_size=self.batch_size or device.batch_size,
+                       crop_size=self.crop_size or device.crop_size,
                        scale_range=tuple(float(s) for s in self.scale_range))
 
     @property
     def loss_weights(self) -> LossWeights:
         return LossWeights(self.lambda_weak, self.lambda_sam, self.lambda_pl, self.pl_threshold)
+
+    def learning_rate_factor(self, iteration: int) -> float:
+        """The learning rate of (0-based) ``iteration`` as a share of the base rates (a resolved config)."""
+        return recipe.learning_rate_factor(iteration, self.iterations,
+                                           recipe.warmup_length(self.warmup_iterations, self.iterations),
+                                           self.poly_power)
 
 
 @dataclass(frozen=True)
@@ -125,11 +139,17 @@ class ValidationImage:
 
 @dataclass
 class TrainResult:
-    """How a run ended: iterations done, the newest checkpoint, and the signal that stopped it (if any)."""
+    """How a run ended: iterations done (``start`` of them before this call), the newest checkpoint,
+    the signal that stopped it (if any), the seconds this call trained, and the last iteration's and
+    the last validation's metrics entries (None if there were none)."""
 
     iteration: int
     checkpoint: str
+    start: int = 0
     stopped_by: int | None = None
+    seconds: float = 0.0
+    last: dict[str, Any] | None = None
+    validation: dict[str, Any] | None = None
 
 
 def data_digest(images: Sequence[TrainingImage]) -> str:
@@ -148,14 +168,14 @@ def run_description(config: TrainConfig, preset: ClassPreset, images: Sequence[T
     }))
 
 
-def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """'key: stored -> current' for every setting that differs (ignoring the version)."""
-    found = []
+def _differences(stored: dict[str, Any], current: dict[str, Any]) -> dict[str, str]:
+    """key -> 'key: stored -> current' for every setting that differs (ignoring the version)."""
+    found = {}
     for section in ("config", "classes", "data"):
         for key in sorted(set(stored.get(section, {})) | set(current[section])):
             old, new = stored.get(section, {}).get(key), current[section].get(key)
             if old != new:
-                found.append(f"{key}: {old} -> {new}")
+                found[key] = f"{key}: {old} -> {new}"
     return found
 
 
@@ -174,21 +194,27 @@ def _iteration_seed(seed: int, iteration: int, rank: int) -> int:
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (Nesterov-free, with momentum) or AdamW; the head's group at ``lr × head_lr_multiplier``."""
+    """SGD (Nesterov-free, with momentum) or AdamW; the head's group at ``lr × head_lr_multiplier``.
+
+    Each group keeps its base rate as ``base_lr``; ``set_learning_rate`` scales it per iteration.
+    """
     head = head_parameter_names(model)
     groups = [
-        {"params": [p for n, p in model.named_parameters() if n not in head], "lr": config.lr},
+        {"params": [p for n, p in model.named_parameters() if n not in head], "base_lr": config.lr},
         {"params": [p for n, p in model.named_parameters() if n in head],
-         "lr": config.lr * config.head_lr_multiplier},
+         "base_lr": config.lr * config.head_lr_multiplier},
     ]
+    for group in groups:
+        group["lr"] = group["base_lr"]
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def poly_schedule(optimizer: torch.optim.Optimizer, iterations: int, power: float) -> torch.optim.lr_scheduler.LambdaLR:
-    """Learning rates × (1 - iteration / iterations) ** power."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: max(0.0, 1.0 - it / iterations) ** power)
+def set_learning_rate(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """Every group's learning rate = its ``base_lr`` × ``factor`` (the schedule is a function of the iteration)."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
 
 
 @torch.no_grad()
@@ -229,19 +255,25 @@ class MetricsLog:
 
 
 class Trainer:
-    """One training run in ``output_dir``; see the module docstring. Call :meth:`run`."""
+    """One training run in ``output_dir``; see the module docstring. Call :meth:`run`.
+
+    ``workers`` (None: the device type's default) loader processes feed it; the training photos and
+    labels are decoded into memory once when they take at most ``cache_bytes`` (None:
+    ``recipe.cache_budget_bytes()``; 0: always read from disk).
+    """
 
     def __init__(self, config: TrainConfig, images: Sequence[TrainingImage], preset: ClassPreset,
                  output_dir: str, validation: Sequence[ValidationImage] = (), device: str = "auto",
-                 workers: int = 0, distributed: Distributed | None = None):
-        self.config = config.resolved()
+                 workers: int | None = None, distributed: Distributed | None = None, cache_bytes: int | None = None):
+        self.distributed = distributed or Distributed.from_environment()
+        self.device = resolve_device(device, self.distributed)
+        self.config = config.resolved(self.device.type)
         self.images = list(images)
         self.preset = preset
         self.output_dir = output_dir
         self.validation = list(validation)
-        self.workers = workers
-        self.distributed = distributed or Distributed.from_environment()
-        self.device = resolve_device(device, self.distributed)
+        self.workers = recipe.device_defaults(self.device.type).workers if workers is None else workers
+        self.cache_bytes = recipe.cache_budget_bytes() if cache_bytes is None else cache_bytes
         if self.config.batch_size % self.distributed.world_size or self.config.batch_size < 2 * self.distributed.world_size:
             raise ValueError(f"batch size {self.config.batch_size} does not split over {self.distributed.world_size} "
                              "process(es) in equal parts of at least 2 (batch normalisation needs 2 per process)")
@@ -253,7 +285,8 @@ class Trainer:
         return os.path.join(self.output_dir, LAST_CHECKPOINT)
 
     def _checkpoint_to_resume(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
-        """The checkpoint to continue from (None: a fresh run). Refuses to clobber or mismatch a run."""
+        """The checkpoint to continue from (None: a fresh run). Refuses to clobber or mismatch a run;
+        another number of iterations is allowed, with a warning that the schedule is recomputed."""
         path = self.last_checkpoint
         if not os.path.exists(path):
             if resume:
@@ -267,9 +300,15 @@ class Trainer:
         checkpoint = read_checkpoint(path)
         check_compatible(checkpoint, path, self.config.architecture, self.preset)
         differences = _differences(checkpoint["run"], self.description)
+        length = differences.pop("iterations", None)
         if differences:
             raise SesamInputError(path, "was made with other settings than this run's; resume with the same "
-                                        "options, or start a new output directory: " + "; ".join(differences))
+                                        "options (--iterations may differ), or start a new output directory: "
+                                        + "; ".join(differences.values()))
+        if length:
+            log.warning("%s: resuming a run of %d iterations as one of %d: the learning-rate schedule is "
+                        "recomputed for the new length", path, checkpoint["run"]["config"]["iterations"],
+                        self.config.iterations)
         if checkpoint["world_size"] != self.distributed.world_size:
             log.warning("resuming a run of %d processes with %d: per-process batch statistics change",
                         checkpoint["world_size"], self.distributed.world_size)
@@ -285,7 +324,7 @@ class Trainer:
         return checkpoint
 
     def _build(self, resume: bool, overwrite: bool) -> int:
-        """Model, teacher, optimizer, schedule and scaler, restored when resuming; returns the start iteration."""
+        """Model, teacher, optimizer and scaler, restored when resuming; returns the start iteration."""
         resumed = self._checkpoint_to_resume(resume, overwrite)
         initial = None if resumed else self._initial_weights()
         torch.manual_seed(self.config.seed)
@@ -297,14 +336,12 @@ class Trainer:
         self.model.to(self.device)
         self.teacher = EmaTeacher(self.model, self.config.ema_momentum)
         self.optimizer = build_optimizer(self.model, self.config)
-        self.scheduler = poly_schedule(self.optimizer, self.config.iterations, self.config.poly_power)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
         if resumed is None:
             return 0
         self.model.load_state_dict(resumed["model"])
         self.teacher.model.load_state_dict(resumed["teacher"])
         self.optimizer.load_state_dict(resumed["optimizer"])
-        self.scheduler.load_state_dict(resumed["scheduler"])
         self.scaler.load_state_dict(resumed["scaler"])
         return int(resumed["iteration"])
 
@@ -321,7 +358,6 @@ class Trainer:
             "model": self.model.state_dict(),
             "teacher": self.teacher.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
         }
 
@@ -336,37 +372,61 @@ class Trainer:
         else:
             save_checkpoint(self.last_checkpoint, state)
 
-    def _loader(self, start: int) -> torch.utils.data.DataLoader:
-        dataset = TrainingSet(self.images, self.preset, self.config.crop_size, self.config.scale_range,
-                              self.config.seed)
+    def _store(self) -> ImageStore:
+        """The training images, decoded; refuses a run whose enabled sources label no pixel at all."""
+        started = time.perf_counter()
+        store = ImageStore(self.images, self.preset, self.cache_bytes, threads=min(8, os.cpu_count() or 1))
+        mib = store.decoded_bytes / 2 ** 20
+        if store.cached:
+            log.info("training data: %d images decoded into memory (%.0f MiB) in %.1f s", len(store), mib,
+                     time.perf_counter() - started)
+        else:
+            log.info("training data: %d images read from disk at each use (%.0f MiB decoded is over the "
+                     "%.0f MiB memory bound)", len(store), mib, self.cache_bytes / 2 ** 20)
+        weights = {"weak": self.config.lambda_weak, "pseudo": self.config.lambda_sam}
+        options = {"weak": "--lambda-weak", "pseudo": "--lambda-sam"}
+        enabled = [source for source in SOURCES if weights[source] > 0]
+        for source in enabled:
+            if store.labelled[source] == 0:
+                log.warning("the '%s' label maps of all %d training records are empty (all 255): their loss "
+                            "term (%s) learns nothing", source, len(store), options[source])
+        if not any(store.labelled[source] for source in enabled):
+            raise SesamInputError(None, f"no training record has a labelled pixel in its "
+                                        f"{' or '.join(repr(s) for s in enabled)} label maps (all 255): "
+                                        "there is nothing to learn from")
+        return store
+
+    def _loader(self, store: ImageStore, start: int) -> torch.utils.data.DataLoader:
+        dataset = TrainingSet(store, self.config.crop_size, self.config.scale_range, self.config.seed)
         sampler = IterationSampler(start, self.config.iterations, self.config.batch_size,
                                    self.distributed.rank, self.distributed.world_size)
         return torch.utils.data.DataLoader(
             dataset, batch_size=self.config.batch_size // self.distributed.world_size, sampler=sampler,
-            num_workers=self.workers, pin_memory=self.device.type == "cuda",
-            persistent_workers=False, prefetch_factor=2 if self.workers else None)
+            num_workers=self.workers, collate_fn=collate_padded, pin_memory=self.device.type == "cuda",
+            persistent_workers=False, prefetch_factor=4 if self.workers else None)
 
     def _step(self, network: nn.Module, batch: dict[str, torch.Tensor], iteration: int) -> dict[str, torch.Tensor]:
         """One optimisation step; returns the (local) loss terms and the backbone's learning rate as 0-d tensors."""
         weights = self.config.loss_weights
         torch.manual_seed(_iteration_seed(self.config.seed, iteration, self.distributed.rank))
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        views = augment_batch(batch["photos"], batch["labels"], batch["sizes"], batch["augment"], self.config.crop_size)
+        weak, pseudo = views["labels"].unbind(1)
         autocast = torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
         teacher_logits = None
         if weights.uses_teacher:
             with torch.no_grad(), autocast:
-                teacher_logits = self.teacher.model(batch["teacher"])["out"]
+                teacher_logits = self.teacher.model(views["teacher"])["out"]
         network.train()
         with autocast:
-            student_logits = network(batch["student"])["out"]
-        loss, parts = sesam_loss(student_logits, batch["weak"], batch["pseudo"], batch["valid"],
-                                 teacher_logits, weights)
+            student_logits = network(views["student"])["out"]
+        loss, parts = sesam_loss(student_logits, weak, pseudo, views["valid"], teacher_logits, weights)
+        set_learning_rate(self.optimizer, self.config.learning_rate_factor(iteration))
         learning_rate = self.optimizer.param_groups[0]["lr"]
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
         self.teacher.update(self.model, iteration)
         return {"loss": loss.detach(), **{k: v.detach() for k, v in parts.items()},
                 "lr": torch.tensor(learning_rate)}
@@ -384,7 +444,13 @@ class Trainer:
         try:
             start = self._build(resume, overwrite)
             if start >= self.config.iterations:
-                return TrainResult(start, self.last_checkpoint)
+                if start > self.config.iterations:
+                    log.warning("%s has %d iterations done, more than the %d asked for: nothing to train",
+                                self.last_checkpoint, start, self.config.iterations)
+                return TrainResult(start, self.last_checkpoint, start)
+            store = self._store()
+            if self.device.type == "cuda":
+                torch.backends.cudnn.benchmark = True
             if self.distributed.is_main:
                 self._start_files(start)
                 metrics = MetricsLog(os.path.join(self.output_dir, METRICS_FILE), start)
@@ -393,7 +459,7 @@ class Trainer:
                 network = nn.parallel.DistributedDataParallel(
                     self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             with StopRequest() as stop:
-                return self._loop(network, start, stop, metrics, on_iteration)
+                return self._loop(network, store, start, stop, metrics, on_iteration)
         finally:
             if metrics is not None:
                 metrics.close()
@@ -409,12 +475,12 @@ class Trainer:
         with atomic_path(os.path.join(self.output_dir, CONFIG_FILE)) as tmp, open(tmp, "w") as handle:
             json.dump(self.description, handle, indent=2)
 
-    def _loop(self, network: nn.Module, start: int, stop: StopRequest, metrics: MetricsLog | None,
-              on_iteration: Callable[[dict[str, Any]], None] | None) -> TrainResult:
+    def _loop(self, network: nn.Module, store: ImageStore, start: int, stop: StopRequest,
+              metrics: MetricsLog | None, on_iteration: Callable[[dict[str, Any]], None] | None) -> TrainResult:
         config = self.config
-        result = TrainResult(start, self.last_checkpoint)
-        tick = time.perf_counter()
-        batches = iter(self._loader(start))
+        result = TrainResult(start, self.last_checkpoint, start)
+        began = tick = time.perf_counter()
+        batches = iter(self._loader(store, start))
         for iteration in range(start, config.iterations):
             parts = self._step(network, next(batches), iteration)
             names = sorted(parts)
@@ -422,11 +488,12 @@ class Trainer:
             values = (values / self.distributed.world_size).tolist()
             done = iteration + 1
             seconds, tick = time.perf_counter() - tick, time.perf_counter()
-            entry = {"iteration": done, **dict(zip(names, values)),
-                     "seconds": seconds, "images_per_second": config.batch_size / seconds}
-            entries = [entry]
+            result.last = {"iteration": done, **dict(zip(names, values)),
+                           "seconds": seconds, "images_per_second": config.batch_size / seconds}
+            entries = [result.last]
             if self.validation and (done == config.iterations or (config.val_every and done % config.val_every == 0)):
-                entries.append(self._validate(done))
+                result.validation = self._validate(done)
+                entries.append(result.validation)
                 tick = time.perf_counter()
             for item in entries:
                 if metrics is not None:
@@ -442,4 +509,5 @@ class Trainer:
                 result.stopped_by = stop.signal_number or signal.SIGTERM
                 break
         self.distributed.barrier()
+        result.seconds = time.perf_counter() - began
         return result

@@ -27,10 +27,12 @@ class EmaTeacher:
 
     @torch.no_grad()
     def update(self, student: nn.Module, iteration: int) -> None:
-        weight = 1.0 - self.momentum_at(iteration)
         student_state = student.state_dict()
+        averaged, targets = [], []
         for name, value in self.model.state_dict().items():
             if value.is_floating_point():
-                value.lerp_(student_state[name].detach(), weight)
+                averaged.append(value)
+                targets.append(student_state[name])
             else:
                 value.copy_(student_state[name])
+        torch._foreach_lerp_(averaged, targets, 1.0 - self.momentum_at(iteration))
