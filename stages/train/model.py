@@ -134,8 +134,10 @@ def _load_backbone_weights(classifier: nn.Module, state: dict[str, torch.Tensor]
     classifier.load_state_dict(state, strict=False)
 
 
-def build_model(architecture: str, num_classes: int, backbone_weights: str = "imagenet") -> nn.Module:
-    """A DeepLabV3 network with ``num_classes`` outputs; ``backbone_weights``: imagenet, none or a FILE."""
+def build_backbone(architecture: str, backbone_weights: str = "imagenet") -> nn.Module:
+    """The feature extractor of ``architecture`` (``{"out": (N, channels, H/16 or H/8, ...)}``, see
+    ``Architecture``); ``backbone_weights``: imagenet, none or a FILE. Shared by ``build_model`` and
+    the CAM classifier (``stages.train.classifier``)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture '{architecture}'; choose from {', '.join(ARCHITECTURES)}")
     spec = ARCHITECTURES[architecture]
@@ -144,8 +146,14 @@ def build_model(architecture: str, num_classes: int, backbone_weights: str = "im
         _load_backbone_weights(classifier, spec.imagenet_weights(), architecture, None)
     elif backbone_weights != "none":
         _load_backbone_weights(classifier, _read_state_dict(backbone_weights), architecture, backbone_weights)
-    head = DeepLabHead(spec.channels, num_classes, atrous_rates=spec.atrous_rates)
-    return DeepLabV3(spec.features(classifier), head)
+    return spec.features(classifier)
+
+
+def build_model(architecture: str, num_classes: int, backbone_weights: str = "imagenet") -> nn.Module:
+    """A DeepLabV3 network with ``num_classes`` outputs; ``backbone_weights``: imagenet, none or a FILE."""
+    backbone = build_backbone(architecture, backbone_weights)
+    spec = ARCHITECTURES[architecture]
+    return DeepLabV3(backbone, DeepLabHead(spec.channels, num_classes, atrous_rates=spec.atrous_rates))
 
 
 def head_parameter_names(model: nn.Module) -> set[str]:
