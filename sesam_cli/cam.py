@@ -78,7 +78,7 @@ def _training_records(records_file: str | None, tags: TagSource, images_dir: str
     elif tags.csv is not None and images_dir:
         records = [{"id": image_id} for image_id in tags.csv]
     else:
-        records = list(read_records([], "image", images_dir, strip_suffixes))
+        return list(read_records([], "image", images_dir, strip_suffixes))
     if images_dir:
         photos = index_images(images_dir, strip_suffixes)
         for record in records:
