@@ -7,6 +7,8 @@ trains on the tags of one part; the CAMs of the other part are computed with its
 (``class_activation_maps``, several scales and their mirror images) and scored. Rows, all on the
 same images, mIoU with unlabelled (255) pixels counted wrong, as ``sesam evaluate``:
 
+- ``majority class``: every pixel the class with the most pixels in the training part's ground
+  truth (a floor that needs no label at all);
 - ``cam``: the CAM pseudo-label alone (``sesam cam predict``'s PNG, ``--bg-threshold``);
 - ``cam-merge``: Chen et al. 2023, SAM's automatic masks (``sam-predict --grid N``) merged with it
   (``select --strategy cam-merge``);
@@ -16,7 +18,9 @@ same images, mIoU with unlabelled (255) pixels counted wrong, as ``sesam evaluat
   default peak settings) through SAM (4 hypotheses) and ``select --reference`` (the sesam rule,
   the CAM pseudo-label as the dense reference);
 - ``cam-peaks oracle``: the same prompt sets and masks, per set the hypothesis with the best IoU
-  against the ground truth of its class, merged the same way.
+  against the ground truth of its class, merged the same way;
+- ``cam-peaks per peak``: ``cam-peaks`` with ``--group point`` (one prompt set per peak, WeakSAM's
+  single-point prompts) instead of the default ``component`` (the peaks of one CAM component together).
 
 Datasets (``--datasets``):
 
@@ -66,7 +70,8 @@ from stages.select import SesamParams, VoteParams, keep_reference, kept_classes,
 from stages.tags import class_outputs, tag_classes, tags_from_label
 from stages.train.classifier import CamTrainConfig, CamTrainer, TaggedImage, class_activation_maps, load_classifier
 
-ROWS = ("cam", "cam-merge", "cam-merge oracle", "cam-peaks", "cam-peaks oracle")
+ROWS = ("majority class", "cam", "cam-merge", "cam-merge oracle", "cam-peaks", "cam-peaks oracle",
+        "cam-peaks per peak")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CAMVID = os.environ.get("SESAM_CAMVID") or os.path.normpath(os.path.join(REPO, "..", "shared", "camvid"))
 TUNE_EVERY = 4
@@ -104,7 +109,8 @@ def camvid_parts(root: str, every: int) -> tuple[list[Item], list[Item], ClassPr
     """CamVid train (all) and val (every ``every``-th sorted id)."""
     def items(split: str) -> list[Item]:
         names = sorted(os.path.splitext(f)[0] for f in os.listdir(os.path.join(root, split, "labels")))
-        return [Item(n, os.path.join(root, split, "images", n + ".png"), os.path.join(root, split, "labels", n + ".png"))
+        folder = os.path.join(root, split)
+        return [Item(n, os.path.join(folder, "images", n + ".png"), os.path.join(folder, "labels", n + ".png"))
                 for n in names]
     return items("train"), items("val")[::every], get_preset("camvid")
 
@@ -192,8 +198,15 @@ def digest(*arrays: np.ndarray) -> str:
     return sha.hexdigest()[:16]
 
 
+def peak_masks(item: Item, prompts, backend, embedding, work: str) -> dict[str, np.ndarray]:
+    """SAM's masks (4 hypotheses) for cam-peaks prompt sets, cached by the prompts' content."""
+    key = digest(prompts.points, prompts.point_set, prompts.set_component)
+    return cached_masks(os.path.join(work, "peak-masks", f"{item.id}-{key}.h5"),
+                        lambda: predict_prompt_sets(backend, embedding, prompts, multimask=True))
+
+
 def row_labels(item: Item, maps: ClassActivationMaps, preset: ClassPreset, backend, embeddings: EmbeddingCache,
-               work: str, grid: int, bg_threshold: float) -> dict[str, np.ndarray]:
+               work: str, grid: int, bg_threshold: float, majority: int) -> dict[str, np.ndarray]:
     """Row name -> pseudo-label (H, W) uint8 of one image."""
     background = 0 if preset.has_background else None
     gt = read_label(item.gt, preset)
@@ -204,11 +217,11 @@ def row_labels(item: Item, maps: ClassActivationMaps, preset: ClassPreset, backe
     auto = cached_masks(os.path.join(work, f"grid{grid}", item.id + ".h5"),
                         lambda: automatic_masks(backend, embedding, grid))
     components = decompose(cam)
-    prompts = cam_peak_prompts(maps, components)
-    peaks = cached_masks(os.path.join(work, "peak-masks", f"{item.id}-{digest(prompts.points, prompts.point_set)}.h5"),
-                         lambda: predict_prompt_sets(backend, embedding, prompts, multimask=True))
+    peaks, single = (peak_masks(item, cam_peak_prompts(maps, components, group=group), backend, embedding, work)
+                     for group in ("component", "point"))
     oracle = kept_classes(iou_oracle(peaks["masks"], peaks["set_class"], gt), peaks["set_class"], 4)
     return {
+        "majority class": np.full_like(gt, majority),
         "cam": cam,
         "cam-merge": select_cam_merge(auto["masks"], auto["iou_predictions"], cam, background_class=background,
                                       votes=votes).label,
@@ -218,6 +231,9 @@ def row_labels(item: Item, maps: ClassActivationMaps, preset: ClassPreset, backe
                                             SesamParams(), votes=votes).label,
         "cam-peaks oracle": keep_reference(*merge_votes(peaks["masks"], oracle, peaks["iou_predictions"], votes),
                                            cam)[0],
+        "cam-peaks per peak": select_sesam_reference(single["masks"], single["iou_predictions"], single["set_class"],
+                                                     single["set_component"], cam, components.component_map,
+                                                     SesamParams(), votes=votes).label,
     }
 
 
@@ -263,11 +279,13 @@ def run_dataset(name: str, args, backend, embeddings: EmbeddingCache) -> None:
         return
     print(f"\n{name}: tags on the scored part: " + classifier_report(model, evaluated, preset, setting), flush=True)
     counts = {row: 0 for row in ROWS}
+    pixels = sum(np.bincount(read_label(item.gt, preset).ravel(), minlength=256) for item in train)
+    majority = int(np.argmax(pixels[:preset.num_classes]))
     started = time.perf_counter()
     for index, item in enumerate(evaluated, 1):
         maps = cams_for(item, preset, model, setting, os.path.join(args.work, f"{name}-cams"))
         labels = row_labels(item, maps, preset, backend, embeddings, os.path.join(args.work, name), setting.grid,
-                            args.bg_threshold)
+                            args.bg_threshold, majority)
         gt = read_label(item.gt, preset)
         for row, label in labels.items():
             counts[row] = counts[row] + confusion_counts(label, gt, preset.num_classes)
@@ -297,7 +315,8 @@ def main() -> None:
     embeddings = EmbeddingCache(args.cache or embeddings_dir())
     for name in args.datasets.split(","):
         run_dataset(name, args, backend, embeddings)
-    print(f"\n{time.perf_counter() - started:.0f} s; command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    command = " ".join([os.path.basename(sys.executable)] + sys.argv)
+    print(f"\n{time.perf_counter() - started:.0f} s; command: {command}")
 
 
 if __name__ == "__main__":

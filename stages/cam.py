@@ -35,8 +35,9 @@ from .prompts import PromptSets
 
 STAGE = "cam"
 DATASETS = ("cams", "cam_class", "class_scores")
-DEFAULT_BG_THRESHOLD = 0.1
-"""CAM below which a pixel is background (or 255): chosen on CamVid train (benchmarks/bench_cam.py)."""
+DEFAULT_BG_THRESHOLD = 0.15
+"""CAM below which a pixel is background (or 255). On CamVid train every value up to 0.2 scored the same
+(benchmarks/bench_cam.py --tune); 0.15 is also IRN's threshold on VOC, where it decides background."""
 PEAKS_STRATEGY = "cam-peaks"
 DEFAULT_PEAK_WINDOW = 17
 """WeakSAM's peak kernel: a peak is the maximum of its 17 x 17 px neighbourhood."""
@@ -120,14 +121,15 @@ def cam_peaks(cam: np.ndarray, window: int = DEFAULT_PEAK_WINDOW, threshold: flo
 
 def cam_peak_prompts(maps: ClassActivationMaps, components: Components, window: int = DEFAULT_PEAK_WINDOW,
                      threshold: float = DEFAULT_PEAK_THRESHOLD, max_peaks: int = DEFAULT_MAX_PEAKS,
-                     group: str = "point") -> PromptSets:
+                     group: str = "component") -> PromptSets:
     """Prompt sets from the CAM peaks of each present class (:func:`cam_peaks`), as WeakSAM.
 
     ``components`` are those of the image's CAM pseudo-label (``sesam decompose --key cam``): a peak
     is kept when it lies in a component of its own class (elsewhere another class's CAM is higher,
-    or the pixel is background), and its prompt set names that component. ``group``: ``point``, one
-    prompt set per peak (WeakSAM's single-point prompts); ``component``, the peaks in one component
-    together (WeakSAM's class-aware prompts, kept within one connected region).
+    or the pixel is background), and its prompt set names that component. ``group``: ``component``
+    (the default of ``sample-prompts``), the peaks in one component together (WeakSAM's class-aware
+    prompts, kept within one connected region); ``point``, one prompt set per peak (WeakSAM's
+    single-point prompts).
     """
     if group not in PEAK_GROUPS:
         raise ValueError(f"unknown group '{group}' (one of {', '.join(PEAK_GROUPS)})")

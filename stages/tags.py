@@ -46,7 +46,8 @@ def _class_index(value: Any, preset: ClassPreset, source: str | None) -> int:
         raise SesamInputError(source, f"tag {value!r} is neither a class name nor a class index")
     index = int(value)
     if not 0 <= index < preset.num_classes:
-        raise SesamInputError(source, f"tag {index} is outside the '{preset.name}' preset's classes 0..{preset.num_classes - 1}")
+        raise SesamInputError(source, f"tag {index} is outside the '{preset.name}' preset's classes "
+                                      f"0..{preset.num_classes - 1}")
     return index
 
 

@@ -334,6 +334,8 @@ def test_class_activation_maps_sum_scales_and_mirrors_at_image_size(tmp_path):
     mirrored, _, _ = class_activation_maps(model, photo[:, ::-1].copy(), (0.5, 1.0), True, "cpu",
                                            lambda s: np.array([2, 0]))
     np.testing.assert_allclose(mirrored[:, :, ::-1], cams, rtol=1e-3, atol=1e-4)
+    none, _, _ = class_activation_maps(model, photo, (1.0,), False, "cpu", lambda s: np.zeros(0, np.int64))
+    assert none.shape == (0, 50, 70)
 
 
 # --- the CAM recipes end to end ----------------------------------------------------------------------

@@ -140,8 +140,8 @@ class CamTrainConfig:
 
     def resolved(self) -> "CamTrainConfig":
         """The config with the optimizer-dependent defaults filled in."""
-        return replace(self, lr=CAM_LR[self.optimizer] if self.lr is None else self.lr,
-                       weight_decay=CAM_WEIGHT_DECAY[self.optimizer] if self.weight_decay is None else self.weight_decay,
+        decay = CAM_WEIGHT_DECAY[self.optimizer] if self.weight_decay is None else self.weight_decay
+        return replace(self, lr=CAM_LR[self.optimizer] if self.lr is None else self.lr, weight_decay=decay,
                        scale_range=tuple(float(s) for s in self.scale_range))
 
     def learning_rate_factor(self, iteration: int) -> float:
@@ -346,7 +346,7 @@ def class_activation_maps(model: CamNetwork, image: np.ndarray, scales: Sequence
     scores = torch.sigmoid(logits).cpu().numpy()
     outputs = np.arange(len(scores)) if select is None else np.asarray(select(scores), np.int64)
     total = torch.zeros((len(outputs), height, width), device=device)
-    for maps in views:
+    for maps in views if len(outputs) else ():
         cams = F.relu(maps[:, torch.as_tensor(outputs, device=device)])
         if flip:
             cams = cams[:1] + cams[1:].flip(-1)
