@@ -26,6 +26,9 @@ Datasets (``--datasets``):
 
 - ``camvid``: trained on CamVid train (367 photos), scored on val (``--every`` N-th sorted id);
   preset ``camvid`` (no background class: pixels below the threshold are 255);
+- ``camvid-quadrants``: a diagnostic, the same but trained on the four quadrants of each train photo
+  (1468 crops of 240x180, tags from each crop's ground truth): a crop holds fewer classes than a whole
+  street photo, so its tags say more;
 - ``liver``: the CT slices of ``stages.example_data.write_liver_example`` (128x128), trained on the
   93 train-part slices with "liver" / "tumour" presence, scored on the 32 held-out slices;
   classes background, liver, tumour.
@@ -51,6 +54,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from stages import IGNORE_INDEX
 from stages.artifacts import read_h5, write_h5
@@ -58,7 +62,7 @@ from stages.cam import ClassActivationMaps, cam_label, cam_peak_prompts, normali
 from stages.decompose import decompose
 from stages.evaluate import Scores, confusion_counts
 from stages.example_data import write_liver_example
-from stages.labels import read_image, read_label
+from stages.labels import read_image, read_label, write_label, write_png
 from stages.presets import ClassPreset, get_preset, load_classes_file
 from stages.sam.auto import automatic_masks
 from stages.sam.cache import EmbeddingCache
@@ -92,6 +96,9 @@ class Setting:
 SETTINGS = {
     # CamVid photos are 480x360: train at 0.25-0.42 (the whole photo in a 160 px crop), infer around that size.
     "camvid": Setting(iterations=150, crop_size=160, scale_range=(0.25, 0.42), scales=(0.33, 0.5, 0.67), grid=16),
+    # The same, trained on the quadrants of the train photos (240x180: the same pixel scale at 0.5-0.84).
+    "camvid-quadrants": Setting(iterations=150, crop_size=160, scale_range=(0.5, 0.84), scales=(0.33, 0.5, 0.67),
+                                grid=16),
     # The CT slices are 128x128: scale them up so the stride-16 features have more than 8x8 cells;
     # an 8 x 8 grid puts a SAM click every 16 px.
     "liver": Setting(iterations=100, crop_size=256, scale_range=(1.5, 2.5), scales=(1.5, 2.0, 2.5), grid=8),
@@ -113,6 +120,27 @@ def camvid_parts(root: str, every: int) -> tuple[list[Item], list[Item], ClassPr
         return [Item(n, os.path.join(folder, "images", n + ".png"), os.path.join(folder, "labels", n + ".png"))
                 for n in names]
     return items("train"), items("val")[::every], get_preset("camvid")
+
+
+def quadrant_parts(root: str, every: int, work: str) -> tuple[list[Item], list[Item], ClassPreset]:
+    """CamVid train cut into its four quadrants (240x180 crops, written under ``work``), scored on val:
+    crops contain fewer classes than whole photos, so their tags tell a classifier more."""
+    train, evaluated, preset = camvid_parts(root, every)
+    crops = []
+    for item in train:
+        photo, gt = read_image(item.image), read_label(item.gt, preset)
+        rows, cols = gt.shape[0] // 2, gt.shape[1] // 2
+        for index, (top, left) in enumerate([(0, 0), (0, cols), (rows, 0), (rows, cols)]):
+            name = f"{item.id}_q{index}"
+            folder = os.path.join(work, "camvid-quadrants-data")
+            crop = Item(name, os.path.join(folder, "images", name + ".png"),
+                        os.path.join(folder, "labels", name + ".png"))
+            if not os.path.exists(crop.gt):
+                window = (slice(top, top + rows), slice(left, left + cols))
+                write_png(crop.image, Image.fromarray(photo[window]))
+                write_label(crop.gt, gt[window], preset)
+            crops.append(crop)
+    return crops, evaluated, preset
 
 
 def liver_parts(work: str) -> tuple[list[Item], list[Item], ClassPreset]:
@@ -261,7 +289,11 @@ def classifier_report(model, items: list[Item], preset: ClassPreset, setting: Se
 
 
 def run_dataset(name: str, args, backend, embeddings: EmbeddingCache) -> None:
-    train, evaluated, preset = camvid_parts(args.camvid, args.every) if name == "camvid" else liver_parts(args.work)
+    train, evaluated, preset = {
+        "camvid": lambda: camvid_parts(args.camvid, args.every),
+        "camvid-quadrants": lambda: quadrant_parts(args.camvid, args.every, args.work),
+        "liver": lambda: liver_parts(args.work),
+    }[name]()
     setting = SETTINGS[name]
     checkpoint = train_classifier(name, train, preset, setting, args.work)
     model, _ = load_classifier(checkpoint, preset)
