@@ -45,6 +45,7 @@ def decompose(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, 
     Example:
       sesam simulate --kind scribbles --images data/JPEGImages -o work/weak data/SegmentationClass \\
         | sesam decompose --connectivity 8 --min-area 4 -o work/components > work/components.jsonl
+      sesam decompose --key cam --classes camvid -o work/cam-components < work/cam.jsonl > work/cam-components.jsonl
     """
     params = {"classes": preset.name, "map_colours": map_colours, "connectivity": int(connectivity),
               "min_area": min_area, "key": key}
