@@ -268,8 +268,9 @@ def predict_command(inputs, images_dir, strip_suffixes, output_dir, overwrite, s
       ID.png  record key 'cam': the CAM pseudo-label, the present class of the highest CAM,
               background (or 255) where it is below --bg-threshold.
 
-    An image whose artifacts are up to date is skipped; after a change of --bg-threshold alone
-    only the pseudo-labels are redone, from the stored CAMs.
+    An image whose artifacts are up to date (same options and --checkpoint, newer than the photo,
+    the tags and the checkpoint) is skipped; after a change of --bg-threshold alone only the
+    pseudo-labels are redone, from the stored CAMs.
 
     \b
     Example:
@@ -286,6 +287,8 @@ def predict_command(inputs, images_dir, strip_suffixes, output_dir, overwrite, s
                               "bg_threshold": bg_threshold}
     if present == "predicted":
         params["score_threshold"] = score_threshold
+    if checkpoint:
+        params["checkpoint"] = os.path.abspath(checkpoint)
     classifiers = Classifiers(preset, device)
     tags_of = TagSource(preset, tags_csv)
     background = 0 if preset.has_background else None
