@@ -34,7 +34,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import __version__
 from ..artifacts import atomic_path
 from ..errors import SesamInputError
 from ..labels import read_image
@@ -46,7 +45,7 @@ from .data import AUGMENT_STREAM, IterationSampler, TrainingSet, image_to_tensor
 from .distributed import Distributed
 from .interrupt import StopRequest
 from .loop import (CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, OPTIMIZERS, MetricsLog, TrainResult, _differences,
-                   build_optimizer, data_digest, resolve_device)
+                   build_optimizer, resolve_device, run_description)
 from .model import ARCHITECTURES, MOBILENET_V2, RESNET50, RESNET101, pretrained_classifier
 
 log = logging.getLogger("sesam")
@@ -170,16 +169,6 @@ class TaggedSet(TrainingSet):
                                                        self.scale_range, rng)
         return {"image": image_to_tensor(photo), "valid": torch.from_numpy(valid),
                 "target": torch.from_numpy(multi_hot(np.array(item.tags, np.int64), self.preset))}
-
-
-def run_description(config: CamTrainConfig, preset: ClassPreset, images: Sequence[TaggedImage]) -> dict[str, Any]:
-    """The content of ``config.json``: the resolved config, the class list, the data's size and digest."""
-    return json.loads(json.dumps({
-        "sesam_version": __version__,
-        "config": asdict(config),
-        "classes": {"preset": preset.name, "names": list(preset.classes)},
-        "data": {"images": len(images), "digest": data_digest(images)},
-    }))
 
 
 class CamTrainer:
