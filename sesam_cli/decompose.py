@@ -27,13 +27,15 @@ log = logging.getLogger("sesam")
               help="Pixel neighbourhood that connects a component: 4 (edges) or 8 (edges and corners).")
 @click.option("--min-area", default=DEFAULT_MIN_AREA, show_default=True, type=click.IntRange(min=1),
               help="Drop components with fewer pixels (their pixels stay in the weak label).")
+@click.option("--key", default="weak", show_default=True,
+              help="The record key of the label map to decompose, e.g. cam (`sesam cam predict`'s CAM pseudo-labels).")
 @handle_errors
 def decompose(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going, preset,
-              map_colours, connectivity, min_area) -> None:
+              map_colours, connectivity, min_area, key) -> None:
     """Split each class of the weak labels into connected components.
 
     Reads weak labels (label PNGs or boxes JSON files, directories of them, or records with a 'weak'
-    key on stdin) and writes one components HDF5 per image to OUTPUT (docs/FORMATS.md), adding the key
+    key, or the --key given, on stdin) and writes one components HDF5 per image to OUTPUT (docs/FORMATS.md), adding the key
     'components' to each record. Every class, background included, is split into connected pieces;
     255 (unlabelled) never is. A boxes file makes one component per box. With a photo ('image' key
     or --images) the label must have its size. An image with no labelled pixel passes through with
@@ -43,19 +45,20 @@ def decompose(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, 
     Example:
       sesam simulate --kind scribbles --images data/JPEGImages -o work/weak data/SegmentationClass \\
         | sesam decompose --connectivity 8 --min-area 4 -o work/components > work/components.jsonl
+      sesam decompose --key cam --classes camvid -o work/cam-components < work/cam.jsonl > work/cam-components.jsonl
     """
     params = {"classes": preset.name, "map_colours": map_colours, "connectivity": int(connectivity),
-              "min_area": min_area}
+              "min_area": min_area, "key": key}
 
     def make(record: dict, out_path: str) -> None:
-        require(record, "weak")
+        require(record, key)
         expected = image_size(record["image"]) if record.get("image") else None
-        components = decompose_file(record["weak"], preset, int(connectivity), min_area, expected, map_colours)
+        components = decompose_file(record[key], preset, int(connectivity), min_area, expected, map_colours)
         if components.count == 0:
             log.warning("%s: no labelled component (of %d px or more); passing on an empty component set",
-                        record["weak"], min_area)
+                        record[key], min_area)
         write_components(out_path, components, provenance(STAGE, params, record))
 
-    records = read_records(inputs, "weak", images_dir, strip_suffixes)
+    records = read_records(inputs, key, images_dir, strip_suffixes)
     stage = PerImageStage(STAGE, "components", output_dir, ".h5", params, overwrite, shard, keep_going)
     stage.run(records, make)

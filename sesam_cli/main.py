@@ -27,6 +27,7 @@ COMMANDS = {
     "evaluate": "sesam_cli.evaluate:evaluate",
     "train": "sesam_cli.train:train",
     "refine": "sesam_cli.refine:refine",
+    "cam": "sesam_cli.cam:cam",
 }
 
 

@@ -7,7 +7,10 @@ import logging
 import click
 
 from stages.artifacts import provenance
+from stages.cam import DEFAULT_MAX_PEAKS, DEFAULT_PEAK_THRESHOLD, DEFAULT_PEAK_WINDOW, PEAKS_STRATEGY, \
+    cam_peak_prompts, read_cams
 from stages.decompose import read_components
+from stages.errors import SesamInputError
 from stages.prompts import (
     DEFAULT_FRACTION, DEFAULT_SPACING, GROUPS, STAGE, STRATEGIES, STRATEGY_DEFAULTS, STRATEGY_OPTIONS,
     resolve_options, sample_prompts as sample, write_prompts,
@@ -22,16 +25,18 @@ log = logging.getLogger("sesam")
 
 @click.command("sample-prompts")
 @per_image_options
-@click.option("--strategy", type=click.Choice(STRATEGIES), default="skeleton", show_default=True,
+@click.option("--strategy", type=click.Choice(STRATEGIES + (PEAKS_STRATEGY,)), default="skeleton",
+              show_default=True,
               help="skeleton: points along each component's skeleton (SeSAM); fraction: a random fraction "
                    "of its pixels (Jiang & Yang); centroid: its pixel nearest its centroid; box: its "
-                   "bounding box.")
+                   "bounding box; cam-peaks: the local maxima of each present class's CAM (WeakSAM; "
+                   "records need 'cam_scores' from `sesam cam predict` and the components of its 'cam').")
 @click.option("--spacing", default=DEFAULT_SPACING, show_default=True, type=click.FloatRange(min=1),
               help="skeleton: at least this many pixels between a component's points.")
 @click.option("--max-points", type=click.IntRange(min=1),
-              help=f"skeleton, fraction: at most this many points per component  "
+              help=f"skeleton, fraction: at most this many points per component; cam-peaks: peaks per class  "
                    f"[default: {STRATEGY_DEFAULTS['skeleton'].max_points} for skeleton, "
-                   f"{STRATEGY_DEFAULTS['fraction'].max_points} for fraction]")
+                   f"{STRATEGY_DEFAULTS['fraction'].max_points} for fraction, {DEFAULT_MAX_PEAKS} for cam-peaks]")
 @click.option("--fraction", default=DEFAULT_FRACTION, show_default=True,
               type=click.FloatRange(0, 1, min_open=True),
               help="fraction: the share of a component's pixels taken as points (at least one).")
@@ -41,10 +46,14 @@ log = logging.getLogger("sesam")
 @click.option("--group", type=click.Choice(GROUPS),
               help="component: a component's points form one prompt set; point: each point is its own set  "
                    "[default: point for skeleton, component otherwise]")
+@click.option("--peak-window", default=DEFAULT_PEAK_WINDOW, show_default=True, type=click.IntRange(min=1),
+              help="cam-peaks: a peak is the highest CAM value of its N x N pixel window.")
+@click.option("--peak-threshold", default=DEFAULT_PEAK_THRESHOLD, show_default=True, type=click.FloatRange(0, 1),
+              help="cam-peaks: only peaks of at least this CAM value (each class's CAM peaks at 1).")
 @seed_option
 @handle_errors
 def sample_prompts(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going, strategy,
-                   spacing, max_points, fraction, negatives, group, seed) -> None:
+                   spacing, max_points, fraction, negatives, group, peak_window, peak_threshold, seed) -> None:
     """Sample SAM prompts (points, boxes) from each image's weak-label components.
 
     Reads components HDF5 files (files, directories, or records with a 'components' key on stdin,
@@ -55,13 +64,24 @@ def sample_prompts(inputs, images_dir, strip_suffixes, output_dir, overwrite, sh
     (SeSAM) every skeleton point is a prompt set of its own with the 5 nearest other-class points as
     negatives. The fraction sample depends only on --seed and the image id, so shards and reruns agree.
 
+    With --strategy cam-peaks (WeakSAM) the points are the peaks of each present class's CAM
+    ('cam_scores' of `sesam cam predict`) that lie in a component of their class in the CAM
+    pseudo-label (`sesam decompose --key cam`); --group point makes a prompt set of each peak,
+    component one of the peaks in a component (docs/CAM.md).
+
     \b
     Example:
       sesam decompose -o work/components work/weak \\
         | sesam sample-prompts -o work/prompts > work/prompts.jsonl
       sesam sample-prompts --strategy fraction --negatives 5 -o work/jiang work/components
       sesam sample-prompts --strategy centroid -o work/naive work/components
+      sesam decompose --key cam --classes camvid -o work/cam-components < work/cam.jsonl \\
+        | sesam sample-prompts --strategy cam-peaks --group point -o work/peaks > work/peaks.jsonl
     """
+    if strategy == PEAKS_STRATEGY:
+        _sample_cam_peaks(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going,
+                          group or "component", peak_window, peak_threshold, max_points, negatives)
+        return
     group, max_points, negatives = resolve_options(strategy, group, max_points, negatives)
     chosen = {"spacing": spacing, "max_points": max_points, "fraction": fraction, "seed": seed}
     params = {"strategy": strategy, "negatives": negatives, "group": group,
@@ -79,3 +99,26 @@ def sample_prompts(inputs, images_dir, strip_suffixes, output_dir, overwrite, sh
     records = read_records(inputs, "components", images_dir, strip_suffixes, suffixes=(".h5",))
     stage = PerImageStage(STAGE, "prompts", output_dir, ".h5", params, overwrite, shard, keep_going)
     stage.run(records, make)
+
+
+def _sample_cam_peaks(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going, group: str,
+                      window: int, threshold: float, max_points: int | None, negatives: int | None) -> None:
+    """--strategy cam-peaks: WeakSAM's prompts from each record's 'cam_scores', in its 'components'."""
+    if negatives:
+        raise click.UsageError("--negatives does not apply to --strategy cam-peaks")
+    max_peaks = max_points or DEFAULT_MAX_PEAKS
+    params = {"strategy": PEAKS_STRATEGY, "group": group, "peak_window": window, "peak_threshold": threshold,
+              "max_points": max_peaks}
+
+    def make(record: dict, out_path: str) -> None:
+        require(record, "components", "cam_scores")
+        components = read_components(record["components"])
+        maps = read_cams(record["cam_scores"])
+        if components.image_size != maps.image_size:
+            raise SesamInputError(record["components"], f"components of {components.image_size} (HxW) do not fit "
+                                                        f"the CAMs {record['cam_scores']} of {maps.image_size}")
+        prompts = cam_peak_prompts(maps, components, window, threshold, max_peaks, group)
+        write_prompts(out_path, prompts, provenance(STAGE, params, record))
+
+    records = read_records(inputs, "components", images_dir, strip_suffixes, suffixes=(".h5",))
+    PerImageStage(STAGE, "prompts", output_dir, ".h5", params, overwrite, shard, keep_going).run(records, make)

@@ -19,7 +19,7 @@ from stages.labels import read_label, write_label, write_png
 from stages.presets import ClassPreset
 from stages.select import (DEFAULT_UNCLAIMED, JIANG_HYPOTHESIS, MASKS_STAGE, STRATEGIES, UNCLAIMED, SesamParams,
                            Selection, VoteParams, boxes_weak_label, instances, read_masks, select_cam_merge,
-                           select_fixed, select_sesam)
+                           select_fixed, select_sesam, select_sesam_reference)
 
 from .options import classes_option, handle_errors, per_image_options
 from .stream import PerImageStage, Record, read_records, require
@@ -54,12 +54,15 @@ class SelectOptions:
     cam_inside: float
     cam_cover: float
     unclaimed: str
+    reference: bool = False
 
     def params(self, preset: ClassPreset) -> dict[str, Any]:
         """The provenance parameters: only what ``strategy`` uses (they decide up-to-dateness)."""
         chosen: dict[str, Any] = {"strategy": self.strategy, "classes": preset.name, **self.votes.as_dict()}
         if self.strategy == "sesam":
             chosen.update(self.sesam.as_dict())
+            if self.reference:
+                chosen["reference"] = True
         elif self.strategy == "jiang":
             chosen["hypothesis"] = self.hypothesis
         else:
@@ -99,6 +102,10 @@ def _select_image(rec: Record, options: SelectOptions, preset: ClassPreset) -> t
                                                 f"no index {options.hypothesis}; run sam-predict with multimask output")
         return select_fixed(masks["masks"], masks["iou_predictions"], masks["set_class"], weak, options.hypothesis,
                             **fill), masks
+    if options.reference:
+        return select_sesam_reference(masks["masks"], masks["iou_predictions"], masks["set_class"],
+                                      masks["set_component"], weak, components.component_map, options.sesam,
+                                      **fill), masks
     boxes = components.component_box if components.source == "boxes" else None
     return select_sesam(masks["masks"], masks["iou_predictions"], masks["set_class"], masks["set_component"],
                         weak, components.component_map, options.sesam, boxes, **fill), masks
@@ -148,6 +155,10 @@ def _fraction(name: str, default: float, text: str) -> Any:
 @click.option("--hypothesis", type=click.IntRange(0), default=JIANG_HYPOTHESIS, show_default=True,
               help="jiang: the hypothesis index kept for every prompt set "
                    "(0 with centroid prompts: the naive baseline).")
+@click.option("--reference", is_flag=True,
+              help="sesam: the components are those of a dense reference, not of annotations (a CAM pseudo-label "
+                   "prompted at its peaks, a network prediction): it guides the choice of masks but does not "
+                   "overrule them; only pixels no kept mask decides keep its class.")
 @_fraction("--cam-inside", 0.5, "cam-merge: a mask goes to a class holding more than this fraction of it.")
 @_fraction("--cam-cover", 0.85, "cam-merge: ... or to a class whose region it covers at least this much of.")
 @handle_errors
@@ -155,7 +166,8 @@ def select(inputs: tuple[str, ...], images_dir: str | None, strip_suffixes: tupl
            overwrite: bool, shard, keep_going: bool, preset: ClassPreset, strategy: str, unclaimed: str,
            confidence_dir: str | None, instances_path: str | None, other_tolerance: float, other_limit: float,
            tie_margin: float, overlap_penalty: float, box_min_inside: float, box_min_cover: float,
-           min_vote_share: float, size_exponent: float, hypothesis: int, cam_inside: float, cam_cover: float) -> None:
+           min_vote_share: float, size_exponent: float, hypothesis: int, reference: bool, cam_inside: float,
+           cam_cover: float) -> None:
     """Choose SAM mask hypotheses that agree with the weak label and merge them into pseudo-labels.
 
     Reads each record's 'masks' (sam-predict), 'components' (decompose; for sesam and jiang) or
@@ -169,13 +181,16 @@ def select(inputs: tuple[str, ...], images_dir: str | None, strip_suffixes: tupl
       sesam select -o work/pseudo --confidence-dir work/confidence < work/masks.jsonl > work/pseudo.jsonl
       sesam select -o work/jiang --strategy jiang work/masks
       sesam select -o work/pseudo --instances work/instances.json < work/masks.jsonl > /dev/null
+      sesam select --reference --classes camvid -o work/pseudo < work/peak-masks.jsonl > work/pseudo.jsonl
     """
+    if reference and strategy != "sesam":
+        raise click.UsageError("--reference applies to --strategy sesam")
     if unclaimed == "background" and not preset.has_background:
         raise click.BadParameter(f"the '{preset.name}' preset has no background class", param_hint="--unclaimed")
     options = SelectOptions(
         strategy, SesamParams(other_tolerance, other_limit, tie_margin, overlap_penalty,
                               box_min_inside=box_min_inside, box_min_cover=box_min_cover),
-        VoteParams(min_vote_share, size_exponent), hypothesis, cam_inside, cam_cover, unclaimed)
+        VoteParams(min_vote_share, size_exponent), hypothesis, cam_inside, cam_cover, unclaimed, reference)
     params = options.params(preset)
     companions = {"confidence": (confidence_dir, ".png")} if confidence_dir else {}
     stage = PerImageStage(STAGE, "pseudo", output_dir, ".png", params, overwrite or bool(instances_path), shard,

@@ -14,6 +14,7 @@ from stages import IGNORE_INDEX
 from stages.simulate import (
     DEFAULT_MIN_AREA, KINDS, SCRIBBLE_STYLES, Boxes, image_rng, label_regions, labelled_fraction, simulate_weak, write_boxes,
 )
+from stages.tags import DEFAULT_MIN_AREA as TAGS_MIN_AREA, tags_from_label, write_tags
 
 from .options import (classes_option, handle_errors, ids_option, map_colours_option, per_image_options,
                       reduce_zero_label_option, seed_option)
@@ -21,11 +22,14 @@ from .stream import PerImageStage, Record, index_images, read_records, require
 
 log = logging.getLogger("sesam")
 
+TAGS = "tags"
+"""Image-level labels (stages.tags): a JSON file per image, not a label map."""
 KIND_OPTIONS = {
     "points": ("points_per_region", "radius"),
     "scribbles": ("thickness", "max_strokes", "scribble_style"),
     "coarse": ("margin",),
     "boxes": (),
+    TAGS: (),
 }
 
 
@@ -50,7 +54,8 @@ def _paired(records: Iterable[Record], key: str, paths: dict[str, str]) -> Itera
 @click.command()
 @per_image_options
 @ids_option
-@click.option("--kind", type=click.Choice(KINDS), required=True, help="Which weak label to simulate.")
+@click.option("--kind", type=click.Choice(KINDS + (TAGS,)), required=True,
+              help="Which weak label to simulate (tags: the classes an image contains, for `sesam cam`).")
 @click.option("--instances", "instances_dir", type=click.Path(file_okay=False),
               help="Directory of instance-id PNGs, paired by file stem: one weak annotation per object "
                    "instead of per connected piece. 8-bit maps: 0 none, 255 ignore, 1..n objects (VOC); "
@@ -74,8 +79,8 @@ def _paired(records: Iterable[Record], key: str, paths: dict[str, str]) -> Itera
               help="coarse: shrink each region by this many pixels, or below 1 by this fraction of "
                    "its largest distance to its boundary.")
 @click.option("--min-area", type=click.FloatRange(min=0),
-              help="Leave regions smaller than this unlabelled: pixels, or below 1 a fraction of the "
-                   "image  [default: 0.001 for coarse, 0.0002 otherwise]")
+              help="Leave regions smaller than this unlabelled (tags: classes with fewer pixels untagged): "
+                   "pixels, or below 1 a fraction of the image  [default: 0.001 for coarse, 0.0002 otherwise]")
 @click.pass_context
 @handle_errors
 def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going,
@@ -85,8 +90,10 @@ def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir,
 
     Reads ground-truth PNGs (files, directories, or records with a 'gt' key on stdin) and writes one
     weak label per image to OUTPUT: a palette PNG for points, scribbles and coarse (255 = unlabelled),
-    a boxes JSON for boxes. Adds the key 'weak' to each record. Regions are object instances (with
-    --instances) and connected pieces of each class, background included; see docs/SIMULATE.md.
+    a boxes JSON for boxes, adding the key 'weak' to each record; for tags, a JSON file listing the
+    classes (but background) with at least --min-area pixels, under the key 'tags' (`sesam cam`).
+    Regions are object instances (with --instances) and connected pieces of each class, background
+    included; see docs/SIMULATE.md.
     Results depend only on --seed and the image id, so shards and reruns agree.
 
     \b
@@ -97,18 +104,21 @@ def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir,
           --images camvid/val/images -o work/weak camvid/val/labels > work/weak.jsonl
       sesam simulate --kind points --ids data/ImageSets/Segmentation/train.txt --images data/JPEGImages \\
           -o work/weak-train data/SegmentationClass > work/weak-train.jsonl
+      sesam simulate --kind tags --classes camvid --images camvid/train/images -o work/tags \\
+          camvid/train/labels > work/tags.jsonl
     """
     _refuse_foreign_options(ctx, kind)
     options = {name: value for name, value in
                {"points_per_region": points_per_region, "radius": radius, "thickness": thickness,
                 "max_strokes": max_strokes, "scribble_style": scribble_style, "margin": margin}.items()
                if name in KIND_OPTIONS[kind]}
-    min_area = DEFAULT_MIN_AREA[kind] if min_area is None else min_area
+    min_area = DEFAULT_MIN_AREA.get(kind, TAGS_MIN_AREA) if min_area is None else min_area
     params = {"kind": kind, "seed": seed, "classes": preset.name, "map_colours": map_colours,
               "reduce_zero_label": reduce_zero_label, "min_area": min_area, "instances": instances_dir is not None,
               **options}
     instance_maps = index_images(instances_dir, strip_suffixes) if instances_dir else None
     fractions: list[float] = []
+    tag_counts: list[int] = []
 
     def make(record: dict, out_path: str) -> None:
         require(record, "gt", hint="give ground-truth PNGs as arguments, or start the chain with "
@@ -120,6 +130,11 @@ def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir,
         instances = read_instances(record["gt_instances"], gt.shape) if record.get("gt_instances") else None
         if (gt == IGNORE_INDEX).all():
             log.warning("%s: the ground truth labels no pixel; the weak label is empty", record["gt"])
+        if kind == TAGS:
+            tags = tags_from_label(gt, preset, min_area)
+            write_tags(out_path, tags, preset, provenance("simulate", params, record))
+            tag_counts.append(len(tags))
+            return
         regions = label_regions(gt, instances, min_area)
         weak = simulate_weak(kind, regions, image_rng(seed, record["id"]), preset, **options)
         fraction = labelled_fraction(weak)
@@ -134,11 +149,14 @@ def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir,
     records = read_records(inputs, "gt", images_dir, strip_suffixes, suffixes=(".png",), ids=ids)
     if instance_maps is not None:
         records = _paired(records, "gt_instances", instance_maps)
-    stage = PerImageStage("simulate", "weak", output_dir, ".json" if kind == "boxes" else ".png", params,
-                          overwrite, shard, keep_going)
+    stage = PerImageStage("simulate", TAGS if kind == TAGS else "weak", output_dir,
+                          ".json" if kind in ("boxes", TAGS) else ".png", params, overwrite, shard, keep_going)
     try:
         stage.run(records, make)
     finally:
+        if tag_counts:
+            log.info("simulate: tags: %.3g classes per image on average over %d image(s)",
+                     sum(tag_counts) / len(tag_counts), len(tag_counts))
         if fractions:
             what = "inside a box" if kind == "boxes" else "labelled"
             log.info("simulate: %s: %.3g%% of the pixels %s on average over %d image(s)",

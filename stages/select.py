@@ -15,6 +15,9 @@ and its ``component_map`` int32 (H, W) (0 = none, k = component k). Strategies:
 - ``cam-merge`` (:func:`select_cam_merge`): Chen et al. 2023, automatic-mode masks given to the
   (foreground) class of a CAM pseudo-label map they lie in (over half of the mask) or cover (at
   least 85% of the class region); CAM pixels no mask claims keep their label.
+- ``sesam`` with a dense reference (:func:`select_sesam_reference`, ``select --reference``): the
+  components are those of a CAM pseudo-label (prompted at its CAM peaks) or a prediction; the
+  reference guides the choice but does not overrule SAM.
 
 All strategies merge the kept masks by score-weighted votes (:class:`VoteParams`, :func:`merge_votes`):
 a pixel takes the class with the most votes when its share of all votes exceeds ``min_vote_share``;
@@ -423,11 +426,33 @@ def select_cam_merge(masks: np.ndarray, iou: np.ndarray, cam: np.ndarray, min_in
                 hypothesis_class[s, m] = int(overlap.argmax())
             elif covering.size == 1:
                 hypothesis_class[s, m] = int(covering[0])
-    label, confidence = merge_votes(masks, hypothesis_class, iou, votes)
-    undecided = label == IGNORE_INDEX
-    label[undecided] = cam[undecided]
-    confidence[undecided & (cam != IGNORE_INDEX)] = CAM_ONLY_CONFIDENCE
+    label, confidence = keep_reference(*merge_votes(masks, hypothesis_class, iou, votes), cam)
     return Selection(label, confidence, hypothesis_class)
+
+
+def keep_reference(label: np.ndarray, confidence: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels ``label`` leaves undecided (255) take the class of ``reference`` (H, W) uint8, with
+    confidence ``CAM_ONLY_CONFIDENCE`` where the reference labels them."""
+    undecided = label == IGNORE_INDEX
+    label = np.where(undecided, reference, label).astype(np.uint8)
+    confidence = np.where(undecided & (reference != IGNORE_INDEX), np.float32(CAM_ONLY_CONFIDENCE),
+                          confidence).astype(np.float32)
+    return label, confidence
+
+
+def select_sesam_reference(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, set_component: np.ndarray,
+                           reference: np.ndarray, component_map: np.ndarray, params: SesamParams = SesamParams(),
+                           unclaimed: str = DEFAULT_UNCLAIMED, background_class: int | None = None,
+                           votes: VoteParams = VoteParams()) -> Selection:
+    """The ``sesam`` rule with a dense *reference* label uint8 (H, W) (a CAM pseudo-label, a network
+    prediction) in the place of the weak label; ``component_map`` holds its components. Hypotheses
+    are chosen as :func:`choose_sesam` chooses them, but the reference is no annotation: it does not
+    overrule the merged masks; only the pixels they leave undecided keep its class
+    (:func:`keep_reference`), and the ``unclaimed`` rule (:func:`fill_unclaimed`) where it has none either."""
+    kept = choose_sesam(masks, iou, set_class, set_component, reference, component_map, params)
+    hypothesis_class = kept_classes(kept, set_class, masks.shape[1])
+    label, confidence = keep_reference(*merge_votes(masks, hypothesis_class, iou, votes), reference)
+    return Selection(fill_unclaimed(label, unclaimed, background_class), confidence, hypothesis_class)
 
 
 def instances(masks: np.ndarray, iou: np.ndarray, selection: Selection, set_component: np.ndarray,

@@ -23,13 +23,16 @@ from ..presets import ClassPreset
 from .model import build_model
 
 CHECKPOINT_FORMAT = "sesam-train-checkpoint/1"
+CAM_CHECKPOINT_FORMAT = "sesam-cam-checkpoint/1"
+FORMAT_COMMANDS = {CHECKPOINT_FORMAT: "sesam train", CAM_CHECKPOINT_FORMAT: "sesam cam train"}
+"""The command that writes each checkpoint format, for messages."""
 WEIGHTS = ("teacher", "student")
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Atomically write ``state`` (plus format and version) to ``path``."""
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], format: str = CHECKPOINT_FORMAT) -> None:
+    """Atomically write ``state`` (plus ``format`` and version) to ``path``."""
     with atomic_path(path) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, "sesam_version": __version__, **state}, tmp)
+        torch.save({"format": format, "sesam_version": __version__, **state}, tmp)
 
 
 def link_checkpoint(source: str | os.PathLike, path: str | os.PathLike) -> None:
@@ -42,8 +45,9 @@ def link_checkpoint(source: str | os.PathLike, path: str | os.PathLike) -> None:
             shutil.copyfile(source, tmp)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a sesam training checkpoint onto the CPU, or raise SesamInputError saying why not."""
+def read_checkpoint(path: str | os.PathLike, format: str = CHECKPOINT_FORMAT) -> dict[str, Any]:
+    """Load a sesam checkpoint of ``format`` (default: a ``sesam train`` one) onto the CPU, or raise
+    SesamInputError saying why not."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise SesamInputError(path, "no such checkpoint file")
@@ -52,8 +56,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as exc:  # torch raises many types for a file that is not a checkpoint
         raise SesamInputError(path, f"not a readable checkpoint (truncated or corrupt?): "
                                     f"{exc.__class__.__name__}") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise SesamInputError(path, "not a sesam training checkpoint (made by `sesam train`)")
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != format:
+        made_by = FORMAT_COMMANDS.get(checkpoint.get("format") if isinstance(checkpoint, dict) else None)
+        raise SesamInputError(path, f"not a checkpoint of `{FORMAT_COMMANDS.get(format, format)}`"
+                                    + (f" (it is one of `{made_by}`)" if made_by else ""))
     return checkpoint
 
 

@@ -164,11 +164,12 @@ class TrainingSet(torch.utils.data.Dataset):
 
 
 def collate_padded(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Batch TrainingSet items: photos and labels of different sizes padded bottom/right to the largest."""
+    """Batch TrainingSet items: photos and labels of different sizes padded bottom/right to the largest
+    (any number of label planes, the same in every item)."""
     sizes = torch.stack([item["size"] for item in items])
     height, width = (int(v) for v in sizes.max(0).values)
     photos = torch.zeros((len(items), height, width, 3), dtype=torch.uint8)
-    labels = torch.full((len(items), 2, height, width), IGNORE_INDEX, dtype=torch.uint8)
+    labels = torch.full((len(items), items[0]["labels"].shape[0], height, width), IGNORE_INDEX, dtype=torch.uint8)
     for slot, item in enumerate(items):
         rows, cols = item["photo"].shape[:2]
         photos[slot, :rows, :cols] = item["photo"]

@@ -134,8 +134,10 @@ def _load_backbone_weights(classifier: nn.Module, state: dict[str, torch.Tensor]
     classifier.load_state_dict(state, strict=False)
 
 
-def build_model(architecture: str, num_classes: int, backbone_weights: str = "imagenet") -> nn.Module:
-    """A DeepLabV3 network with ``num_classes`` outputs; ``backbone_weights``: imagenet, none or a FILE."""
+def pretrained_classifier(architecture: str, backbone_weights: str = "imagenet") -> nn.Module:
+    """The ImageNet classifier ``architecture`` is cut from, its backbone initialised by
+    ``backbone_weights``: imagenet, none or a FILE (its final layer is left as built). Shared by
+    ``build_model`` and the CAM classifier (``stages.train.classifier``)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture '{architecture}'; choose from {', '.join(ARCHITECTURES)}")
     spec = ARCHITECTURES[architecture]
@@ -144,6 +146,13 @@ def build_model(architecture: str, num_classes: int, backbone_weights: str = "im
         _load_backbone_weights(classifier, spec.imagenet_weights(), architecture, None)
     elif backbone_weights != "none":
         _load_backbone_weights(classifier, _read_state_dict(backbone_weights), architecture, backbone_weights)
+    return classifier
+
+
+def build_model(architecture: str, num_classes: int, backbone_weights: str = "imagenet") -> nn.Module:
+    """A DeepLabV3 network with ``num_classes`` outputs; ``backbone_weights``: imagenet, none or a FILE."""
+    classifier = pretrained_classifier(architecture, backbone_weights)
+    spec = ARCHITECTURES[architecture]
     head = DeepLabHead(spec.channels, num_classes, atrous_rates=spec.atrous_rates)
     return DeepLabV3(spec.features(classifier), head)
 
