@@ -74,6 +74,12 @@ sesam refine --classes "$classes" --checkpoint "$ct/train/last.pt" --predict-onl
 sesam refine --classes "$classes" --checkpoint "$ct/train/last.pt" --cache-dir "$EMBEDDINGS" -o "$ct/refine1" \
     < "$ct/pseudo.jsonl" > "$ct/refined.jsonl"
 score "$ct/refined.jsonl" pseudo "$classes" "$ct/refined.json"
-sesam show --classes "$classes" --keys gt,weak,pseudo,prediction -o "$ct/show" < "$ct/refined.jsonl" > /dev/null
+# One picture per slice: the prompts and SAM's masks, the pseudo-label before refinement (pseudo_before),
+# the network's prediction and the refined pseudo-label, side by side.
+sesam records --images "$data/train/images" --key gt="$data/train/gt" --key weak="$ct/weak" \
+        --key prompts="$ct/prompts" --key masks="$ct/masks" --key pseudo_before="$ct/pseudo" \
+        --key prediction="$ct/refine1/prediction" --key pseudo="$ct/refine1/pseudo" \
+    | sesam show --classes "$classes" --keys gt,weak,prompts,masks,pseudo_before,prediction,pseudo \
+        --columns 4 -o "$ct/show" > /dev/null
 
 python "$HERE/summarize.py" "$OUT" | tee "$OUT/REPORT.md"

@@ -142,6 +142,7 @@ PAINTERS: dict[str, Callable[[Drawing, str, str], list[Panel]]] = {
     "components": paint_components,
     "prompts": paint_prompts,
     "masks": paint_masks,
+    "pseudo_before": paint_label,
     "pseudo": paint_label,
     "confidence": paint_confidence,
     "prediction": paint_label,
@@ -197,7 +198,7 @@ def show(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_
     """Draw each record's artifacts over its photo into OUTPUT/{id}.png.
 
     One panel per artifact, side by side under a title strip, with a legend of the classes shown:
-    label maps (gt, weak, pseudo, prediction, cam) in class colours, boxes as rectangles,
+    label maps (gt, weak, pseudo, pseudo_before, prediction, cam) in class colours, boxes as rectangles,
     components each in its own colour, prompts in their set's class colour as discs (positive),
     crosses (negative) and rectangles (boxes), SAM masks per prompt set in class colours (smaller
     masks on top, colours never mixed), confidences as heat maps. Adds the key 'picture' to each record.

@@ -141,6 +141,13 @@ def test_output_grows_with_panels(sesam, record, tmp_path):
     assert sizes[0] < sizes[1] < sizes[2]
 
 
+def test_the_pseudo_label_before_refinement_is_drawn_beside_the_refined_one(sesam, record, tmp_path):
+    both = {**record, "pseudo_before": record["weak"]}
+    picture = picture_of(sesam, show(sesam, both, tmp_path / "pics", "--keys", "pseudo_before,pseudo",
+                                     "--columns", "8"))
+    assert picture.shape[1] == 3 * WIDTH + 4 * 4
+
+
 def test_panel_width_scales_panels(sesam, record, tmp_path):
     picture = picture_of(sesam, show(sesam, record, tmp_path / "small", "--keys", "weak", "--panel-width", "200"))
     assert picture.shape[1] == 2 * 200 + 3 * 4
