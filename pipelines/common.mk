@@ -1,7 +1,7 @@
 # The SeSAM pipeline of one benchmark, shared by pipelines/<benchmark>/Makefile (see pipelines/README.md).
 #
 # Per weak-label kind K (every word of KINDS), under $(WORK)/K/:
-#   weak.jsonl          sesam simulate: K labels for the training split (weak/)
+#   weak.jsonl          sesam records | sesam simulate: K labels for the training split (weak/)
 #   shards/*.jsonl      per shard: decompose | sample-prompts | sam-predict | select (components/,
 #                       prompts/, masks/, pseudo/, confidence/); SHARDS shards run in parallel with make -j
 #   pseudo.jsonl        the shards' records, concatenated
@@ -11,15 +11,15 @@
 #   train-R.jsonl       and training again on the refined pseudo-labels (train-R/)
 #   predictions.jsonl   the last network's predictions on the validation split (val-predictions/)
 #   val-eval.json       sesam evaluate: those predictions against the validation ground truth
-# and $(WORK)/val.jsonl, the validation split's records (id, image, gt). For a SLURM array, `shard`
-# makes shard SHARD of every kind's pseudo-labels and `refine-shard` shard SHARD of round ROUND's
-# refinement (pipelines/slurm/sesam_array.sh).
+# and $(WORK)/val.jsonl, the validation split's records (id, image, gt), made by sesam records. For a
+# SLURM array, `shard` makes shard SHARD of every kind's pseudo-labels and `refine-shard` shard SHARD
+# of round ROUND's refinement (pipelines/slurm/sesam_array.sh).
 #
 # The including Makefile sets CLASSES (the class preset, with --void N when its files mark void so),
-# KINDS, the training defaults ITERS, CROP and BATCH, and for each split (TRAIN_, VAL_): _INPUTS, a
-# shell command that prints sesam simulate's inputs one per line (label files or directories);
-# _PAIRING, simulate's options that pair them with photos; and optionally _PREREQUISITES, files to
-# make first.
+# KINDS, the training defaults ITERS, CROP and BATCH, and for each split (TRAIN_, VAL_): _RECORDS,
+# the options of `sesam records` that make the split's records (--images, --key gt=..., on the
+# training split optionally --key gt_instances=... for one weak annotation per object, --ids,
+# --strip-suffix); and optionally _PREREQUISITES, files to make first.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
@@ -121,15 +121,14 @@ $(W)/model-fetched:
 	$(SESAM) models fetch
 	touch $@
 
-# sesam simulate's inputs for split $(1) (TRAIN or VAL), fed through xargs: a file list of any length.
-simulate_inputs = $($(1)_INPUTS) | { grep . || { echo "no $(1) labels from: $($(1)_INPUTS)" >&2; exit 1; }; } \
-	| xargs -d '\n' $(SESAM) simulate $($(1)_PAIRING) --classes $(CLASSES) --seed $(SEED)
+# The records (id, image, gt[, gt_instances]) of split $(1) (TRAIN or VAL): the first link of its
+# chains. An empty stream (DATA in another layout) stops the rule; sesam records' messages say why.
+split_records = $(SESAM) records $($(1)_RECORDS) \
+	| { grep . || { echo "sesam records made no $(1) records from DATA=$(DATA)" >&2; exit 1; }; }
 
-# The validation split's records (id, image, gt), paired by sesam simulate like the training split's;
-# its clicks (val-points/) are a by-product.
 $(W)/val.jsonl: $(VAL_PREREQUISITES)
 	@mkdir -p $(@D)
-	$(call simulate_inputs,VAL) --kind points -o $(W)/val-points > $@
+	$(call split_records,VAL) > $@
 
 val: $(W)/val.jsonl
 
@@ -152,7 +151,9 @@ endef
 define kind_rules
 $(W)/$(1)/weak.jsonl: $(TRAIN_PREREQUISITES)
 	@mkdir -p $$(@D)
-	$$(call simulate_inputs,TRAIN) --kind $(1) $(SIMULATE_$(1)) $(SIMULATE_FLAGS) -o $(W)/$(1)/weak > $$@
+	$$(call split_records,TRAIN) \
+	| $(SESAM) simulate --classes $(CLASSES) --seed $(SEED) --kind $(1) $(SIMULATE_$(1)) $(SIMULATE_FLAGS) \
+		-o $(W)/$(1)/weak > $$@
 
 $(W)/$(1)/shards/pseudo-%-of-$(SHARDS).jsonl: $(W)/$(1)/weak.jsonl | $(MODEL)
 	@mkdir -p $$(@D)

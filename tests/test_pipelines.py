@@ -1,5 +1,5 @@
 """The benchmark Makefiles (pipelines/) on tiny datasets in each benchmark's real layout, and the
-options the pipelines rely on (``simulate --ids``, ``simulate --reduce-zero-label``).
+options of the dataset encodings (``simulate --ids``, ``simulate --reduce-zero-label``, ``--void``).
 
 The slow tests run every rule of every Makefile with the default SAM model and check each rule's
 files: the per-image rules (weak labels, SAM pseudo-labels and their scores) for every kind, which
@@ -7,8 +7,9 @@ read the dataset's layout, and the training, refinement and validation rules, th
 for every kind, with one kind per Makefile (VOC: boxes, whose training differs; Cityscapes: coarse,
 its own kind; ADE20K: scribbles; CamVid: points), which keeps the file within a few minutes on two
 cores. CamVid's files mark void as 11: every rule must read it as ignore. The fast
-tests check the commands the Makefiles print for GPUs, shards, a SAM checkpoint and a SLURM array
-task, and their errors on a wrong layout.
+tests check that the training records of VOC and Cityscapes carry their instance maps (one weak
+annotation per object), the commands the Makefiles print for GPUs, shards, a SAM checkpoint and a
+SLURM array task, and their errors on a wrong layout.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from typing import Callable
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from stages import IGNORE_INDEX
 from stages.decompose import read_boxes
-from stages.labels import read_label
+from stages.labels import read_instances, read_label
 from stages.presets import get_preset
 
 from layouts import (ADE_IMAGES, CAMVID_IMAGES, CITYSCAPES_IMAGES, VOC_IDS, Scene, ade20k_annotation, camvid_truth,
@@ -156,6 +158,32 @@ def test_every_rule_runs_on_the_real_layout(benchmark, scenes, sam_home, tmp_pat
     make(benchmark.name, "-q", "all", trained, *variables)
 
 
+@pytest.mark.parametrize("benchmark", [BY_NAME["voc"], BY_NAME["cityscapes"]], ids=lambda b: b.name)
+def test_training_records_carry_the_instance_maps_so_weak_labels_are_per_object(benchmark, scenes, tmp_path):
+    """sesam records pairs the training photos with the instance maps (VOC's SegmentationObject,
+    Cityscapes' 16-bit _gtFine_instanceIds.png): every object, down to one pixel (--min-area 0),
+    gets one click, although void borders and occluders cut the objects into more pieces."""
+    data = benchmark.write(str(tmp_path / "data"), scenes)
+    work = tmp_path / "work"
+    make(benchmark.name, "weak-points", "val", f"DATA={data}", f"WORK={work}", f"SESAM={SESAM}",
+         "SIMULATE_FLAGS=--min-area 0")
+    assert [sorted(r) for r in read_jsonl(work / "val.jsonl")] == [["gt", "id", "image"]]
+    assert not (work / "val-points").exists()
+    weak = read_jsonl(work / "points" / "weak.jsonl")
+    truths = dict(zip(benchmark.train_ids, map(benchmark.truth, scenes)))
+    assert sorted(r["id"] for r in weak) == sorted(benchmark.train_ids)
+    check_weak_labels(benchmark, weak, truths, "points")
+    for record in weak:
+        instances, truth = read_instances(record["gt_instances"]), truths[record["id"]]
+        clicked = read_label(record["weak"], benchmark.preset) != IGNORE_INDEX
+        objects = np.unique(instances[(instances != 0) & (instances != IGNORE_INDEX)])
+        assert [int(clicked[instances == i].sum()) for i in objects] == [1] * len(objects)
+        on_objects = np.isin(instances, objects)
+        object_classes = np.unique(truth[on_objects & (truth != IGNORE_INDEX)])
+        pieces = sum(ndimage.label(truth == c, structure=np.ones((3, 3)))[1] for c in object_classes)
+        assert int(clicked[np.isin(truth, object_classes)].sum()) == len(objects) < pieces
+
+
 def dry_run(benchmark: str, *args: str) -> str:
     return make(benchmark, "-n", *args).stdout
 
@@ -181,7 +209,8 @@ def test_default_commands_train_on_the_cpu_with_the_default_model(tmp_path):
     commands = dry_run("cityscapes", "eval-points", "DATA=/data/cityscapes", f"WORK={tmp_path / 'w'}", "SMALL=1")
     assert "sesam models fetch" in commands and "sam-predict --backend onnx" in commands
     assert "sesam train --device cpu --classes cityscapes --arch deeplabv3_mobilenet_v2 --iterations 2" in commands
-    assert "--strip-suffix _gtFine_labelTrainIds --strip-suffix _leftImg8bit" in commands
+    assert ("records --images /data/cityscapes/leftImg8bit/val --strip-suffix _leftImg8bit "
+            "--key gt=/data/cityscapes/gtFine/val:_gtFine_labelTrainIds |") in commands
     assert "refine --predict-only" in commands and "--window 1024" in commands
     assert "torchrun" not in commands and "CUDA_VISIBLE_DEVICES" not in commands
 
@@ -213,12 +242,14 @@ def test_data_is_required():
     assert "DATA is not set" in result.stderr
 
 
-def test_a_cityscapes_root_without_train_id_labels_fails_naming_where_it_looked(tmp_path):
-    (tmp_path / "gtFine" / "train" / "aachen").mkdir(parents=True)
-    (tmp_path / "gtFine" / "train" / "aachen" / "aachen_000000_000019_gtFine_labelIds.png").write_bytes(b"")
-    result = make("cityscapes", "weak-points", f"DATA={tmp_path}", f"WORK={tmp_path / 'w'}", f"SESAM={SESAM}",
-                  expect=2)
-    assert f"no TRAIN labels from: find {tmp_path}/gtFine/train -name '*_gtFine_labelTrainIds.png'" in result.stderr
+def test_a_cityscapes_root_without_train_id_labels_fails_saying_what_is_missing(scenes, tmp_path):
+    data = write_cityscapes(str(tmp_path / "cityscapes"), scenes)
+    for name in CITYSCAPES_IMAGES["train"]:
+        city = name.split("_")[0]
+        os.remove(os.path.join(data, "gtFine", "train", city, f"{name}_gtFine_labelTrainIds.png"))
+    result = make("cityscapes", "weak-points", f"DATA={data}", f"WORK={tmp_path / 'w'}", f"SESAM={SESAM}", expect=2)
+    assert "records: 2 photo(s) have no 'gt' file and are left out" in result.stderr
+    assert f"sesam records made no TRAIN records from DATA={data}" in result.stderr
     assert not (tmp_path / "w" / "points" / "weak.jsonl").exists()
 
 
@@ -232,12 +263,12 @@ def test_a_voc_root_without_the_split_list_fails_naming_it(scenes, tmp_path):
 
 def test_camvid_commands_read_void_as_ignore_and_val_split_picks_the_folder(tmp_path):
     commands = dry_run("camvid", "all", "DATA=/data/CamVid", f"WORK={tmp_path / 'w'}", "KINDS=coarse", "VAL_SPLIT=test")
-    for command in ("simulate --images /data/CamVid/train --classes camvid --void 11",
-                    "simulate --images /data/CamVid/test --classes camvid --void 11",
+    for command in ("records --images /data/CamVid/train --key gt=/data/CamVid/trainannot |",
+                    "records --images /data/CamVid/test --key gt=/data/CamVid/testannot |",
+                    "simulate --classes camvid --void 11 --seed 0 --kind coarse",
                     "select --classes camvid --void 11", "evaluate --key pseudo --classes camvid --void 11",
                     "train --device cpu --classes camvid --void 11", "evaluate --key prediction --classes camvid --void 11"):
         assert command in commands, command
-    assert "/data/CamVid/trainannot" in commands and "/data/CamVid/testannot" in commands
 
 
 def test_a_camvid_root_without_annotations_fails_naming_where_it_looked(scenes, tmp_path):
