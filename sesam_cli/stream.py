@@ -25,10 +25,9 @@ from tqdm import tqdm
 from stages.artifacts import is_current, remove_stale_temporaries
 from stages.errors import SesamInputError
 from stages.labels import IMAGE_SUFFIXES
+from stages.records import KEY_SOURCES, Record, require  # noqa: F401  (re-exported for the commands)
 
 log = logging.getLogger("sesam")
-
-Record = dict[str, Any]
 
 MAX_ID_BYTES = 180
 """Longest id (UTF-8 bytes): an artifact's suffix and temporary name add up to 60 bytes, and 255 is the limit."""
@@ -270,30 +269,6 @@ def emit(record: Mapping[str, Any]) -> None:
     out = sys.stdout
     out.write(json.dumps(record, sort_keys=False) + "\n")
     out.flush()
-
-
-KEY_SOURCES = {
-    "image": "pass --images DIR (photos paired by file stem)",
-    "gt": "start the chain with `sesam records --images DIR --key gt=DIR`",
-    "gt_instances": "pass --instances DIR, or `sesam records --key gt_instances=DIR`",
-    "weak": "run `sesam simulate` first, or give weak-label files as arguments",
-    "components": "run `sesam decompose` first",
-    "prompts": "run `sesam sample-prompts` first",
-    "masks": "run `sesam sam-predict` first",
-    "pseudo": "run `sesam select` first",
-    "prediction": "run `sesam refine --predict-only` first",
-    "cam": "give each record a CAM pseudo-label PNG under 'cam'",
-}
-"""How a record gets each key, for the error that names a missing one."""
-
-
-def require(record: Mapping[str, Any], *keys: str, hint: str | None = None) -> None:
-    """Raise SesamInputError if ``record`` lacks any of ``keys``, saying how to get the first missing
-    one (``hint``, else ``KEY_SOURCES``)."""
-    missing = [k for k in keys if not record.get(k)]
-    if missing:
-        how = hint or KEY_SOURCES.get(missing[0], "run the stage that makes it first")
-        raise SesamInputError(None, f"record '{record.get('id')}' has no {', '.join(repr(k) for k in missing)}; {how}")
 
 
 PROGRESS_INTERVAL = 30.0
