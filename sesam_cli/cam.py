@@ -26,8 +26,8 @@ from stages.presets import ClassPreset
 from stages.tags import class_outputs, read_tags, read_tags_csv, tag_classes
 
 from .options import classes_option, handle_errors, per_image_options, seed_option
-from .stream import PerImageStage, Record, emit, index_images, read_records, require
-from .train import _read_jsonl, run_trainer
+from .stream import PerImageStage, Record, emit, index_images, read_jsonl, read_records, require
+from .training import run_trainer
 
 log = logging.getLogger("sesam")
 
@@ -74,7 +74,7 @@ def _training_records(records_file: str | None, tags: TagSource, images_dir: str
                       strip_suffixes: Iterable[str]) -> list[Record]:
     """Records from --records, from the ids of --tags-csv paired with --images, or from stdin."""
     if records_file:
-        records = _read_jsonl(records_file)
+        records = read_jsonl(records_file)
     elif tags.csv is not None and images_dir:
         records = [{"id": image_id} for image_id in tags.csv]
     else:

@@ -188,6 +188,15 @@ def records_from_lines(lines: Iterable[str], source: str = "<stdin>") -> Iterato
         log.warning("0 records on %s: nothing to do (did the command before this one fail?)", source)
 
 
+def read_jsonl(path: str) -> list[Record]:
+    """The records of a JSON-lines file; click.BadParameter if it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return list(records_from_lines(handle, source=path))
+    except OSError as exc:
+        raise click.BadParameter(f"{path}: {exc.strerror}") from None
+
+
 def read_records(inputs: Iterable[str], key: str, images_dir: str | None = None,
                  strip_suffixes: Iterable[str] = (), suffixes: tuple[str, ...] = (".png", ".json"),
                  ids: IdList | None = None) -> Iterable[Record]:

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import logging
-import signal
-from typing import Any, Iterable
+from typing import Iterable
 
 import click
 
-from stages.artifacts import remove_stale_temporaries
 from stages.errors import SesamInputError
 from stages.train import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, recipe
 
 from .options import classes_option, handle_errors, seed_option, strip_suffix_option
-from .stream import Record, emit, format_duration, progress, read_records, records_from_files, records_from_lines
+from .stream import Record, emit, read_jsonl, read_records, records_from_files
+from .training import run_trainer
 
 log = logging.getLogger("sesam")
-
-
-def _read_jsonl(path: str) -> list[Record]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return list(records_from_lines(handle, source=path))
-    except OSError as exc:
-        raise click.BadParameter(f"{path}: {exc.strerror}") from None
 
 
 def _records_from_directories(images_dir: str | None, weak_dir: str | None, pseudo_dir: str | None,
@@ -50,7 +41,7 @@ def _training_records(records_file: str | None, images_dir: str | None, weak_dir
             raise click.UsageError("give records (--records or stdin) or label directories (--weak/--pseudo), not both")
         return _records_from_directories(images_dir, weak_dir, pseudo_dir, strip_suffixes)
     if records_file:
-        return _read_jsonl(records_file)
+        return read_jsonl(records_file)
     return list(read_records([], "weak", images_dir, strip_suffixes))
 
 
@@ -62,70 +53,6 @@ def _per_device(field: str) -> str:
 
 def _per_optimizer(values: dict[str, float]) -> str:
     return "[" + ", ".join(f"{name}: {value}" for name, value in values.items()) + "]"
-
-
-class TrainingProgress:
-    """Training progress on stderr (``stream.progress``: a bar on a terminal, a line every
-    $SESAM_PROGRESS_INTERVAL seconds otherwise) with the loss and learning rate. The bar starts at
-    the first reported iteration, so that a resumed run's speed and ETA count only its own iterations."""
-
-    def __init__(self, iterations: int):
-        self.iterations = iterations
-        self.bar = None
-
-    def __call__(self, entry: dict[str, Any]) -> None:
-        if "val_miou" in entry:
-            log.info("iteration %d: validation mIoU %.4f", entry["iteration"], entry["val_miou"])
-            return
-        done = entry["iteration"]
-        if self.bar is None:
-            self.bar = progress(None, "train", total=self.iterations, unit="it", initial=done - 1)
-        self.bar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}", refresh=False)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def summary(result, iterations: int) -> str:
-    """The one-line summary of a finished TrainResult: iterations, time, speed, last loss, the teacher's
-    confident share (when its term is on) and val mIoU."""
-    if result.iteration == result.start:
-        return f"train: nothing to do, {result.checkpoint} holds all {result.iteration} iterations"
-    trained = result.iteration - result.start
-    span = f"{trained} iterations" if result.start == 0 else f"iterations {result.start + 1}-{result.iteration}"
-    line = f"train: {span} of {iterations} in {format_duration(result.seconds)} ({trained / result.seconds:.2f} it/s)"
-    if result.last is not None:
-        line += f", last loss {result.last['loss']:.4f}"
-        if "confident_fraction" in result.last:
-            line += f", teacher confident on {100 * result.last['confident_fraction']:.0f}% of the pixels"
-    if result.validation is not None:
-        line += f", val mIoU {100 * result.validation['val_miou']:.1f}"
-    return f"{line} -> {result.checkpoint}"
-
-
-def run_trainer(trainer, resume: bool = False, overwrite: bool = False):
-    """Run a ``stages.train.loop.Trainer`` with progress on stderr (see TrainingProgress) and a one-line
-    summary at the end; returns its TrainResult. A run stopped by SIGINT/SIGTERM exits 128 + the signal
-    number, saying how to resume. Temporaries that a killed run left in the run directory
-    (``.iter_N.pt.*.tmp``) are removed first."""
-    if trainer.distributed.is_main:
-        for path in remove_stale_temporaries(trainer.output_dir):
-            log.info("train: removed %s, left behind by a killed run", path)
-    report = TrainingProgress(trainer.config.iterations)
-    try:
-        result = trainer.run(resume=resume, overwrite=overwrite,
-                             on_iteration=report if trainer.distributed.is_main else None)
-    finally:
-        report.close()
-    if result.stopped_by is not None:
-        log.error("%s at iteration %d: checkpoint %s; continue with the same command and --resume",
-                  signal.Signals(result.stopped_by).name, result.iteration, result.checkpoint)
-        raise click.exceptions.Exit(128 + result.stopped_by)
-    if trainer.distributed.is_main:
-        log.info("%s", summary(result, trainer.config.iterations))
-    return result
 
 
 @click.command(short_help="Train a segmentation network on weak labels and pseudo-labels.")
@@ -238,7 +165,7 @@ def train(output_dir: str, records_file: str | None, images_dir: str | None, wea
         raise click.UsageError(str(exc)) from None
     images = training_images(records, use_weak=lambda_weak > 0, use_pseudo=lambda_sam > 0)
     validation = []
-    for rec in _read_jsonl(val_file) if val_file else []:
+    for rec in read_jsonl(val_file) if val_file else []:
         if not rec.get("image") or not rec.get("gt"):
             raise SesamInputError(val_file, f"record '{rec['id']}' needs 'image' and 'gt'")
         validation.append(ValidationImage(rec["id"], rec["image"], rec["gt"]))
