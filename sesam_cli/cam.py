@@ -24,10 +24,11 @@ from stages.errors import SesamInputError
 from stages.labels import IMAGE_SUFFIXES, read_image, write_label
 from stages.presets import ClassPreset
 from stages.tags import class_outputs, read_tags, read_tags_csv, tag_classes
+from stages.train import recipe
 
-from .options import classes_option, handle_errors, per_image_options, seed_option
+from .options import classes_option, device_option, handle_errors, per_image_options, seed_option
 from .stream import PerImageStage, Record, emit, index_images, read_jsonl, read_records, require
-from .training import run_trainer
+from .training import per_optimizer, run_trainer
 
 log = logging.getLogger("sesam")
 
@@ -48,7 +49,6 @@ def _parse_scales(ctx: click.Context, param: click.Parameter, value: str) -> tup
 tags_csv_option = click.option(
     "--tags-csv", type=click.Path(dir_okay=False), metavar="FILE",
     help="Image-level labels as CSV lines 'id,class,class,...' (names or indices) instead of the records' 'tags'.")
-device_option = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 
 
 class TagSource:
@@ -118,29 +118,32 @@ def cam() -> None:
 @click.option("--strip-suffix", "strip_suffixes", multiple=True, metavar="SUFFIX",
               help="Remove SUFFIX from photo file stems to form ids (repeatable).")
 @classes_option
-@click.option("--arch", "architecture", default="mobilenet_v2", show_default=True,
-              type=click.Choice(["mobilenet_v2", "resnet50", "resnet101"]),
+@click.option("--arch", "architecture", default=recipe.CAM_ARCHITECTURE, show_default=True,
+              type=click.Choice(recipe.CAM_ARCHITECTURES),
               help="Backbone (the one of `sesam train`'s networks of that name).")
-@click.option("--backbone-weights", default="imagenet", show_default=True, metavar="imagenet|none|FILE",
+@click.option("--backbone-weights", default=recipe.BACKBONE_WEIGHTS, show_default=True, metavar="imagenet|none|FILE",
               help="Backbone initialisation: ImageNet weights, random, or an ImageNet state-dict file.")
-@click.option("--iterations", default=1000, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=2))
-@click.option("--crop-size", default=320, show_default=True, type=click.IntRange(min=32))
-@click.option("--scale-range", default=(0.5, 1.5), show_default=True, nargs=2, type=float, metavar="MIN MAX",
+@click.option("--iterations", default=recipe.CAM_ITERATIONS, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=recipe.CAM_BATCH_SIZE, show_default=True, type=click.IntRange(min=2))
+@click.option("--crop-size", default=recipe.CAM_CROP_SIZE, show_default=True, type=click.IntRange(min=32))
+@click.option("--scale-range", default=recipe.CAM_SCALE_RANGE, show_default=True, nargs=2, type=float,
+              metavar="MIN MAX",
               help="Random rescaling factors before cropping.")
-@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "adamw"]))
-@click.option("--lr", type=float, help="Backbone learning rate [sgd: 0.01, adamw: 0.0001].")
-@click.option("--head-lr-multiplier", default=10.0, show_default=True, help="Classifier learning rate = lr × this.")
-@click.option("--weight-decay", type=float, help="[sgd: 0.0001, adamw: 0.01]")
-@click.option("--momentum", default=0.9, show_default=True, help="SGD momentum.")
-@click.option("--poly-power", default=0.9, show_default=True, help="lr × (1 - it/iterations)^power.")
+@click.option("--optimizer", default=recipe.OPTIMIZER, show_default=True, type=click.Choice(recipe.OPTIMIZERS))
+@click.option("--lr", type=float, help=f"Backbone learning rate {per_optimizer(recipe.LEARNING_RATE)}.")
+@click.option("--head-lr-multiplier", default=recipe.HEAD_LR_MULTIPLIER, show_default=True,
+              help="Classifier learning rate = lr × this.")
+@click.option("--weight-decay", type=float, help=per_optimizer(recipe.WEIGHT_DECAY))
+@click.option("--momentum", default=recipe.MOMENTUM, show_default=True, help="SGD momentum.")
+@click.option("--poly-power", default=recipe.POLY_POWER, show_default=True, help="lr × (1 - it/iterations)^power.")
 @seed_option
-@click.option("--checkpoint-every", default=500, show_default=True, type=click.IntRange(min=0),
+@click.option("--checkpoint-every", default=recipe.CHECKPOINT_EVERY, show_default=True, type=click.IntRange(min=0),
               help="Write iter_N.pt every N iterations (0: only last.pt at the end).")
 @click.option("--resume", is_flag=True, help="Continue the run in -o from last.pt (a new run if there is none).")
 @click.option("--overwrite", is_flag=True, help="Start again even though -o holds a run.")
 @device_option
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="Data-loading processes.")
+@click.option("--workers", default=recipe.CAM_WORKERS, show_default=True, type=click.IntRange(min=0),
+              help="Data-loading processes.")
 @handle_errors
 def train_command(output_dir: str, records_file: str | None, tags_csv: str | None, images_dir: str | None,
                   strip_suffixes: tuple[str, ...], preset: ClassPreset, architecture: str, backbone_weights: str,
@@ -243,7 +246,8 @@ def _reusable_cams(out: str, params: dict[str, Any], inputs: Record) -> ClassAct
                    "classifier predicts (probability >= --score-threshold).")
 @click.option("--score-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="--present predicted: a class is present from this probability on.")
-@click.option("--scales", default="1.0,0.5,1.5,2.0", show_default=True, callback=_parse_scales,
+@click.option("--scales", default=",".join(str(s) for s in recipe.CAM_SCALES), show_default=True,
+              callback=_parse_scales,
               help="Comma-separated rescaling factors of the photo; the CAMs of all scales are summed.")
 @click.option("--flip/--no-flip", default=True, show_default=True, help="Also add each scale's mirrored CAMs.")
 @click.option("--bg-threshold", default=DEFAULT_BG_THRESHOLD, show_default=True, type=click.FloatRange(0, 1),

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import click
 
+from stages.devices import DEVICE_NAMES, check_device
 from stages.errors import SesamInputError
 from stages.presets import get_preset
 
@@ -98,6 +99,16 @@ map_colours_option = click.option(
 reduce_zero_label_option = click.option(
     "--reduce-zero-label", is_flag=True,
     help="Ground truth uses 0 for 'other' (ADE20K files): read 0 as ignore and k as class k-1.")
+def _parse_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_device(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+device_option = click.option(
+    "--device", default="auto", show_default=True, callback=_parse_device, metavar="|".join(DEVICE_NAMES),
+    help="Where to compute: auto is CUDA when it is available, else the CPU; cuda:N picks a GPU.")
 seed_option = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
 
 

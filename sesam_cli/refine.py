@@ -12,11 +12,11 @@ from stages.artifacts import provenance
 from stages.labels import IMAGE_SUFFIXES
 from stages.refine import (PREDICTION_OUTPUTS, REFINED_OUTPUTS, UNCLAIMED, ImageRefiner, Networks, RefineParams,
                            RoundReport, retrainer)
-from stages.train.checkpoint import WEIGHTS
+from stages.train import WEIGHTS
 
-from .models import backend_from_options, backend_option, cache_dir_option, device_option, embedding_cache, \
-    model_option, model_type_option
-from .options import classes_option, handle_errors, per_image_options
+from .models import backend_from_options, backend_option, cache_dir_option, embedding_cache, model_option, \
+    model_type_option, sam_checkpoint_option
+from .options import classes_option, device_option, handle_errors, per_image_options
 from .stream import PerImageStage, Record, emit, read_records
 from .training import run_trainer
 
@@ -83,8 +83,7 @@ def _refine_pass(refiner: ImageRefiner, records: Iterable[Record], checkpoint: s
               help="Pixels no SAM mask decides: 255, or the prediction's class.")
 @backend_option
 @model_option
-@click.option("--sam-checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="sam backend: the segment-anything checkpoint file [default: the official file of --model-type].")
+@sam_checkpoint_option
 @model_type_option
 @device_option
 @cache_dir_option

@@ -12,6 +12,7 @@ from stages.artifacts import provenance, write_h5
 from stages.errors import SesamInputError
 from stages.labels import IMAGE_SUFFIXES, read_image
 from stages.prompts import PromptSets
+from stages.sam.auto import NMS_THRESH, PRED_IOU_THRESH, STABILITY_THRESH
 
 from .models import backend_from_options, cache_dir_option, embedding_cache, sam_backend_options
 from .options import handle_errors, per_image_options
@@ -76,11 +77,11 @@ class BatchInputs:
               help="Decode twice, feeding the best low-res mask of the first pass back with the prompts.")
 @click.option("--grid", type=click.IntRange(min=1), default=None, metavar="N",
               help="Automatic mode: prompt an N x N grid of points instead of prompt sets (records need only 'image').")
-@click.option("--pred-iou-thresh", type=float, default=0.88, show_default=True,
+@click.option("--pred-iou-thresh", type=float, default=PRED_IOU_THRESH, show_default=True,
               help="--grid: keep masks whose predicted IoU exceeds this.")
-@click.option("--stability-thresh", type=float, default=0.95, show_default=True,
+@click.option("--stability-thresh", type=float, default=STABILITY_THRESH, show_default=True,
               help="--grid: keep masks whose stability score reaches this.")
-@click.option("--nms-thresh", type=float, default=0.7, show_default=True,
+@click.option("--nms-thresh", type=float, default=NMS_THRESH, show_default=True,
               help="--grid: box IoU above which the lower-scored of two masks is dropped.")
 @click.option("--batch-images", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Encode up to N uncached images per encoder call (e.g. 8 on a GPU); the next N images are "

@@ -10,9 +10,9 @@ import click
 from stages.errors import SesamInputError
 from stages.train import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, recipe
 
-from .options import classes_option, handle_errors, seed_option, strip_suffix_option
+from .options import classes_option, device_option, handle_errors, seed_option, strip_suffix_option
 from .stream import Record, emit, read_jsonl, read_records, records_from_files
-from .training import run_trainer
+from .training import per_optimizer, run_trainer
 
 log = logging.getLogger("sesam")
 
@@ -51,10 +51,6 @@ def _per_device(field: str) -> str:
                            recipe.DEVICE_DEFAULTS.items()) + "]"
 
 
-def _per_optimizer(values: dict[str, float]) -> str:
-    return "[" + ", ".join(f"{name}: {value}" for name, value in values.items()) + "]"
-
-
 @click.command(short_help="Train a segmentation network on weak labels and pseudo-labels.")
 @click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory: config.json, metrics.jsonl, iter_N.pt and last.pt checkpoints.")
@@ -74,7 +70,7 @@ def _per_optimizer(values: dict[str, float]) -> str:
 @classes_option
 @click.option("--arch", "architecture", default=DEFAULT_ARCHITECTURE, show_default=True,
               type=click.Choice(ARCHITECTURE_NAMES), help="Network (MobileNetV2 for CPUs, ResNets for GPUs).")
-@click.option("--backbone-weights", default="imagenet", show_default=True, metavar="imagenet|none|FILE",
+@click.option("--backbone-weights", default=recipe.BACKBONE_WEIGHTS, show_default=True, metavar="imagenet|none|FILE",
               help="Backbone initialisation: ImageNet weights, random, or an ImageNet state-dict file.")
 @click.option("--init-from", type=click.Path(dir_okay=False),
               help="Start from the weights of a sesam checkpoint (same --arch and --classes).")
@@ -85,19 +81,19 @@ def _per_optimizer(values: dict[str, float]) -> str:
 @click.option("--scale-range", default=recipe.SCALE_RANGE, show_default=True, nargs=2, type=float,
               metavar="MIN MAX", help="Random rescaling factors before cropping.")
 @click.option("--optimizer", default=recipe.OPTIMIZER, show_default=True, type=click.Choice(recipe.OPTIMIZERS))
-@click.option("--lr", type=float, help=f"Backbone learning rate {_per_optimizer(recipe.LEARNING_RATE)}.")
+@click.option("--lr", type=float, help=f"Backbone learning rate {per_optimizer(recipe.LEARNING_RATE)}.")
 @click.option("--head-lr-multiplier", default=recipe.HEAD_LR_MULTIPLIER, show_default=True,
               help="Head learning rate = lr × this.")
-@click.option("--weight-decay", type=float, help=_per_optimizer(recipe.WEIGHT_DECAY))
+@click.option("--weight-decay", type=float, help=per_optimizer(recipe.WEIGHT_DECAY))
 @click.option("--momentum", default=recipe.MOMENTUM, show_default=True, help="SGD momentum.")
 @click.option("--poly-power", default=recipe.POLY_POWER, show_default=True, help="lr × (1 - it/iterations)^power.")
 @click.option("--warmup-iterations", default=recipe.WARMUP_ITERATIONS, show_default=True, type=click.IntRange(min=0),
               help="Linear learning-rate warm-up (at most a tenth of the run).")
-@click.option("--lambda-weak", default=1.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--lambda-weak", default=recipe.LOSS_WEIGHT, show_default=True, type=click.FloatRange(min=0),
               help="Weight of the weak-label loss (0: off).")
-@click.option("--lambda-sam", default=1.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--lambda-sam", default=recipe.LOSS_WEIGHT, show_default=True, type=click.FloatRange(min=0),
               help="Weight of the SAM pseudo-label loss (0: off).")
-@click.option("--lambda-pl", default=1.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--lambda-pl", default=recipe.LOSS_WEIGHT, show_default=True, type=click.FloatRange(min=0),
               help="Weight of the loss on the EMA teacher's confident predictions (0: off, no teacher pass).")
 @click.option("--pl-threshold", default=recipe.PL_THRESHOLD, show_default=True, type=click.FloatRange(0, 1),
               help="Teacher confidence τ above which its prediction is a target.")
@@ -105,11 +101,11 @@ def _per_optimizer(values: dict[str, float]) -> str:
               help="Teacher = EMA of the student with this momentum.")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
 @seed_option
-@click.option("--checkpoint-every", default=500, show_default=True, type=click.IntRange(min=0),
+@click.option("--checkpoint-every", default=recipe.CHECKPOINT_EVERY, show_default=True, type=click.IntRange(min=0),
               help="Write iter_N.pt every N iterations (0: only last.pt at the end).")
 @click.option("--resume", is_flag=True, help="Continue the run in -o from last.pt (a new run if there is none).")
 @click.option("--overwrite", is_flag=True, help="Start again even though -o holds a run.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@device_option
 @click.option("--workers", type=click.IntRange(min=0), help=f"Data-loading processes {_per_device('workers')}.")
 @click.option("--cache-mib", type=click.IntRange(min=0),
               help="Decode the training photos and labels into memory once when they take at most this many "

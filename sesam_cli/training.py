@@ -16,6 +16,11 @@ from .stream import format_duration, progress
 log = logging.getLogger("sesam")
 
 
+def per_optimizer(values: dict[str, float]) -> str:
+    """A default that depends on the optimizer, for help texts: ``[sgd: 0.01, adamw: 0.0001]``."""
+    return "[" + ", ".join(f"{name}: {value}" for name, value in values.items()) + "]"
+
+
 class TrainingProgress:
     """Training progress on stderr (``stream.progress``: a bar on a terminal, a line every
     $SESAM_PROGRESS_INTERVAL seconds otherwise) with the loss and learning rate. The bar starts at

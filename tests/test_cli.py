@@ -30,3 +30,18 @@ def test_help_does_not_import_torch_or_onnxruntime():
             "print(sorted(m for m in ('torch', 'onnxruntime', 'segment_anything') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+COMPUTING = [("train",), ("refine",), ("sam-predict",), ("embed",), ("cam", "train"), ("cam", "predict")]
+
+
+@pytest.mark.parametrize("command", COMPUTING, ids=" ".join)
+def test_device_is_one_kind_of_option_everywhere(sesam, command):
+    assert "--device auto|cpu|cuda|cuda:N" in sesam(*command, "--help").stdout
+    result = sesam(*command, "--device", "gpu0", expect=2)
+    assert "'gpu0' is no device: use auto, cpu, cuda, cuda:N" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["refine", "sam-predict", "embed"])
+def test_the_sam_checkpoint_is_sam_checkpoint_everywhere(sesam, command):
+    assert "--sam-checkpoint FILE" in sesam(command, "--help").stdout
