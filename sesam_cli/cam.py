@@ -26,8 +26,9 @@ from stages.presets import ClassPreset
 from stages.tags import class_outputs, read_tags, read_tags_csv, tag_classes
 from stages.train import recipe
 
-from .options import classes_option, device_option, handle_errors, per_image_options, seed_option
-from .stream import PerImageStage, Record, emit, index_images, read_jsonl, read_records, require
+from .options import (PerImageStream, classes_option, device_option, handle_errors, per_image_command,
+                      seed_option)
+from .stream import Record, emit, index_images, read_jsonl, read_records, require
 from .training import per_optimizer, run_trainer
 
 log = logging.getLogger("sesam")
@@ -236,7 +237,7 @@ def _reusable_cams(out: str, params: dict[str, Any], inputs: Record) -> ClassAct
 
 
 @cam.command("predict", short_help="Class activation maps and CAM pseudo-labels, one per image.")
-@per_image_options
+@per_image_command
 @classes_option
 @click.option("--checkpoint", type=click.Path(dir_okay=False),
               help="A `sesam cam train` checkpoint [default: each record's 'cam_checkpoint'].")
@@ -255,10 +256,9 @@ def _reusable_cams(out: str, params: dict[str, Any], inputs: Record) -> ClassAct
                    "(presets with a background class) or 255.")
 @device_option
 @handle_errors
-def predict_command(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going,
-                    preset: ClassPreset, checkpoint: str | None, tags_csv: str | None, present: str,
-                    score_threshold: float, scales: tuple[float, ...], flip: bool, bg_threshold: float,
-                    device: str) -> None:
+def predict_command(stream: PerImageStream, preset: ClassPreset, checkpoint: str | None, tags_csv: str | None,
+                    present: str, score_threshold: float, scales: tuple[float, ...], flip: bool,
+                    bg_threshold: float, device: str) -> None:
     """Compute each image's class activation maps (CAM) and its CAM pseudo-label.
 
     Reads records with 'image' (and 'tags' unless --present predicted or --tags-csv), or photos as
@@ -297,14 +297,13 @@ def predict_command(inputs, images_dir, strip_suffixes, output_dir, overwrite, s
     tags_of = TagSource(preset, tags_csv)
     background = 0 if preset.has_background else None
     classes = tag_classes(preset)
-    stage = PerImageStage(STAGE, "cam_scores", output_dir, ".h5", params, overwrite, shard, keep_going,
-                          companions={"cam": (output_dir, ".png")})
+    stage = stream.stage(STAGE, "cam_scores", ".h5", params, companions={"cam": (stream.output_dir, ".png")})
     present_counts: list[int] = []
 
     def make(record: Record, out: str) -> None:
         require(record, "image", CHECKPOINT_KEY)
         inputs = {k: v for k, v in record.items() if k not in ("cam", "cam_scores")}
-        maps = None if overwrite else _reusable_cams(out, params, inputs)
+        maps = None if stream.overwrite else _reusable_cams(out, params, inputs)
         model, model_info = classifiers.get(record[CHECKPOINT_KEY])
         if maps is None:
             if present == "tags":
@@ -322,8 +321,7 @@ def predict_command(inputs, images_dir, strip_suffixes, output_dir, overwrite, s
         write_cams(out, maps, meta)
         present_counts.append(len(maps.cam_class))
 
-    records = read_records(inputs, "image", images_dir, strip_suffixes, suffixes=IMAGE_SUFFIXES)
-    stage.run(_with_checkpoint(records, checkpoint), make)
+    stage.run(_with_checkpoint(stream.records("image", IMAGE_SUFFIXES), checkpoint), make)
     if present_counts:
         log.info("cam predict: %d image(s) computed, %.1f present classes on average", len(present_counts),
                  float(np.mean(present_counts)))

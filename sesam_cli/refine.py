@@ -16,8 +16,8 @@ from stages.train import WEIGHTS
 
 from .models import backend_from_options, backend_option, cache_dir_option, embedding_cache, model_option, \
     model_type_option, sam_checkpoint_option
-from .options import classes_option, device_option, handle_errors, per_image_options
-from .stream import PerImageStage, Record, emit, read_records
+from .options import PerImageStream, classes_option, device_option, handle_errors, per_image_command
+from .stream import PerImageStage, Record, emit
 from .training import run_trainer
 
 log = logging.getLogger("sesam")
@@ -27,15 +27,14 @@ PREDICT_STAGE = "predict"
 DEFAULTS = RefineParams()
 
 
-def _stage(refiner: ImageRefiner, output_dir: str, shard, overwrite: bool, keep_going: bool,
-           sink: Callable[[Record], None]) -> PerImageStage:
+def _stage(refiner: ImageRefiner, stream: PerImageStream, output_dir: str, sink: Callable[[Record], None]
+           ) -> PerImageStage:
     """The per-image loop of one pass: the pseudo-label (or, predicting only, the prediction) is the
     artifact, the other outputs its companions, each in its own folder under ``output_dir``."""
     outputs = PREDICTION_OUTPUTS if refiner.predict_only else REFINED_OUTPUTS + PREDICTION_OUTPUTS
     stage, key = (PREDICT_STAGE, "prediction") if refiner.predict_only else (STAGE, "pseudo")
-    return PerImageStage(stage, key, os.path.join(output_dir, key), ".png", refiner.settings(), overwrite, shard,
-                         keep_going, sink=sink,
-                         companions={k: (os.path.join(output_dir, k), ".png") for k in outputs if k != key})
+    return stream.stage(stage, key, ".png", refiner.settings(), os.path.join(output_dir, key), sink=sink,
+                        companions={k: (os.path.join(output_dir, k), ".png") for k in outputs if k != key})
 
 
 def _refine_pass(refiner: ImageRefiner, records: Iterable[Record], checkpoint: str | None, stage: PerImageStage,
@@ -60,7 +59,7 @@ def _refine_pass(refiner: ImageRefiner, records: Iterable[Record], checkpoint: s
 
 
 @click.command(short_help="Predict with a trained network and refine its predictions with SAM.")
-@per_image_options
+@per_image_command
 @classes_option
 @click.option("--checkpoint", "checkpoint", type=click.Path(dir_okay=False),
               help="The trained network (sesam train's last.pt) [default: each record's 'checkpoint'].")
@@ -92,9 +91,8 @@ def _refine_pass(refiner: ImageRefiner, records: Iterable[Record], checkpoint: s
 @click.option("--workers", type=click.IntRange(min=0),
               help="--rounds: data-loading processes of the retraining [the device's default, as train].")
 @handle_errors
-def refine(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going, preset, checkpoint,
-           weights, window, stride, predict_only, min_confidence, min_area, spacing, max_points, unclaimed,
-           backend, model, sam_checkpoint, model_type, device, cache_dir, rounds, workers) -> None:
+def refine(stream: PerImageStream, preset, checkpoint, weights, window, stride, predict_only, min_confidence,
+           min_area, spacing, max_points, unclaimed, backend, model, sam_checkpoint, model_type, device, cache_dir, rounds, workers) -> None:
     """Predict with a trained network; refine the predictions with SAM into new pseudo-labels.
 
     Reads records with 'image' and 'weak' (or 'components') on stdin, or weak-label files with
@@ -118,10 +116,10 @@ def refine(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, kee
         | sesam evaluate --key prediction
       sesam refine --checkpoint work/train/last.pt --rounds 3 -o work/rounds < work/pseudo.jsonl
     """
-    if rounds > 1 and (predict_only or shard):
+    if rounds > 1 and (predict_only or stream.shard):
         raise click.UsageError("--rounds retrains on all images: it does not combine with --predict-only or --shard")
     key, suffixes = ("image", IMAGE_SUFFIXES) if predict_only else ("weak", (".png", ".json"))
-    records = read_records(inputs, key, images_dir, strip_suffixes, suffixes)
+    records = stream.records(key, suffixes)
     networks = Networks(preset, weights, device)
     params = RefineParams(min_confidence, min_area, spacing, max_points, unclaimed=unclaimed)
     sam = None if predict_only else backend_from_options(backend, model, sam_checkpoint, model_type, device)
@@ -129,14 +127,14 @@ def refine(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, kee
     refiner = ImageRefiner(networks, params, sam, cache, window, stride)
     current = records
     for number in range(1, rounds + 1):
-        round_dir = output_dir if rounds == 1 else os.path.join(output_dir, f"round{number}")
+        round_dir = stream.output_dir if rounds == 1 else os.path.join(stream.output_dir, f"round{number}")
         if number > 1:
             trainer = retrainer(current, networks, current[0]["checkpoint"], os.path.join(round_dir, "train"),
                                 device, workers)
             checkpoint = run_trainer(trainer, resume=True).checkpoint
         finished: list[Record] = []
         report = RoundReport(preset)
-        stage = _stage(refiner, round_dir, shard, overwrite, keep_going, emit if number == rounds else finished.append)
+        stage = _stage(refiner, stream, round_dir, emit if number == rounds else finished.append)
         _refine_pass(refiner, current, checkpoint, stage, report)
         if report.images:
             log.info("refine%s: %s", f" round {number}" if rounds > 1 else "", report.summary())

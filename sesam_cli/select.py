@@ -18,8 +18,8 @@ from stages.presets import ClassPreset
 from stages.select import (MASKS_STAGE, STRATEGIES, UNCLAIMED, SelectParams, SesamParams, VoteParams,
                            background_class, instances, select_image)
 
-from .options import classes_option, handle_errors, per_image_options
-from .stream import PerImageStage, Record, read_records
+from .options import PerImageStream, classes_option, handle_errors, per_image_command
+from .stream import Record
 
 STAGE = "select"
 DEFAULTS = SelectParams()
@@ -44,7 +44,7 @@ def _fraction(name: str, default: float, text: str) -> Any:
 
 
 @click.command()
-@per_image_options
+@per_image_command
 @classes_option
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=DEFAULTS.strategy, show_default=True,
               help="sesam: agreement with the weak label; jiang: a fixed hypothesis (Jiang & Yang 2023); "
@@ -89,8 +89,7 @@ def _fraction(name: str, default: float, text: str) -> Any:
 @_fraction("--cam-cover", DEFAULTS.cam_cover,
            "cam-merge: ... or to a class whose region it covers at least this much of.")
 @handle_errors
-def select(inputs: tuple[str, ...], images_dir: str | None, strip_suffixes: tuple[str, ...], output_dir: str,
-           overwrite: bool, shard, keep_going: bool, preset: ClassPreset, strategy: str, unclaimed: str,
+def select(stream: PerImageStream, preset: ClassPreset, strategy: str, unclaimed: str,
            confidence_dir: str | None, instances_path: str | None, other_tolerance: float, other_limit: float,
            tie_margin: float, overlap_penalty: float, box_min_inside: float, box_min_cover: float,
            min_vote_share: float, size_exponent: float, hypothesis: int, reference: bool, cam_inside: float,
@@ -120,8 +119,7 @@ def select(inputs: tuple[str, ...], images_dir: str | None, strip_suffixes: tupl
         VoteParams(min_vote_share, size_exponent), hypothesis, cam_inside, cam_cover, unclaimed, reference)
     params = options.as_dict(preset)
     companions = {"confidence": (confidence_dir, ".png")} if confidence_dir else {}
-    stage = PerImageStage(STAGE, "pseudo", output_dir, ".png", params, overwrite or bool(instances_path), shard,
-                          keep_going, companions=companions)
+    stage = stream.stage(STAGE, "pseudo", ".png", params, overwrite=bool(instances_path), companions=companions)
     images: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
 
@@ -139,8 +137,7 @@ def select(inputs: tuple[str, ...], images_dir: str | None, strip_suffixes: tupl
                               background_class(preset))
             entries.extend(annotations(found, number, len(entries) + 1))
 
-    records = read_records(inputs, "masks", images_dir, strip_suffixes, suffixes=(".h5",))
-    stage.run(_with_upstream_keys(records), make)
+    stage.run(_with_upstream_keys(stream.records("masks", (".h5",))), make)
     if instances_path:
         write_coco(instances_path, images, entries, preset,
                    {"description": "sesam select instance pseudo-labels", "sesam": provenance(STAGE, params)})

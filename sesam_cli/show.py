@@ -9,8 +9,7 @@ from stages.artifacts import provenance
 from stages.labels import write_png
 from stages.show import HYPOTHESES, PAINTERS, render_record
 
-from .options import classes_option, handle_errors, map_colours_option, per_image_options
-from .stream import PerImageStage, read_records
+from .options import PerImageStream, classes_option, handle_errors, map_colours_option, per_image_command
 
 
 def _parse_keys(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
@@ -24,7 +23,7 @@ def _parse_keys(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 @click.command()
-@per_image_options
+@per_image_command
 @click.option("--keys", callback=_parse_keys, metavar="KEY,KEY,...",
               help=f"Record keys to draw, in this order  [default: those present of {', '.join(PAINTERS)}]")
 @click.option("--as", "input_key", default="weak", show_default=True, type=click.Choice(tuple(PAINTERS)),
@@ -38,8 +37,7 @@ def _parse_keys(ctx: click.Context, param: click.Parameter, value: str | None) -
 @classes_option
 @map_colours_option
 @handle_errors
-def show(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going, keys, input_key,
-         hypothesis, columns, panel_width, preset, map_colours) -> None:
+def show(stream: PerImageStream, keys, input_key, hypothesis, columns, panel_width, preset, map_colours) -> None:
     """Draw each record's artifacts over its photo into OUTPUT/{id}.png.
 
     One panel per artifact, side by side under a title strip, with a legend of the classes shown:
@@ -62,5 +60,5 @@ def show(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_
         picture = render_record(record, preset, keys, hypothesis, map_colours, columns, panel_width)
         write_png(out_path, Image.fromarray(picture), provenance("show", params, record))
 
-    records = read_records(inputs, input_key, images_dir, strip_suffixes, suffixes=(".png", ".json", ".h5"))
-    PerImageStage("show", "picture", output_dir, ".png", params, overwrite, shard, keep_going).run(records, make)
+    records = stream.records(input_key, (".png", ".json", ".h5"))
+    stream.stage("show", "picture", ".png", params).run(records, make)
