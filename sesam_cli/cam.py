@@ -245,7 +245,7 @@ def _reusable_cams(out: str, params: dict[str, Any], inputs: Record) -> ClassAct
 @click.option("--present", type=click.Choice(PRESENT), default="tags", show_default=True,
               help="The classes an image contains: its tags (records' 'tags' or --tags-csv), or those the "
                    "classifier predicts (probability >= --score-threshold).")
-@click.option("--score-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--score-threshold", default=recipe.CAM_SCORE_THRESHOLD, show_default=True, type=click.FloatRange(0, 1),
               help="--present predicted: a class is present from this probability on.")
 @click.option("--scales", default=",".join(str(s) for s in recipe.CAM_SCALES), show_default=True,
               callback=_parse_scales,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -57,6 +58,11 @@ def _parse_preset(ctx: click.Context, param: click.Parameter, value: str):
         return preset.with_void(void) if void else preset
     except SesamInputError as exc:
         raise click.BadParameter(str(exc), param_hint="--void") from None
+
+
+def default_of(func: Callable, parameter: str) -> Any:
+    """The library's default of ``func``'s ``parameter``: an option's default read, not restated."""
+    return inspect.signature(func).parameters[parameter].default
 
 
 def compose(*decorators: Callable) -> Callable:

@@ -17,7 +17,7 @@ from stages.prompts import (
 )
 from stages.simulate import image_rng
 
-from .options import PerImageStream, handle_errors, per_image_command, seed_option
+from .options import PerImageStream, default_of, handle_errors, per_image_command, seed_option
 from .stream import require
 
 log = logging.getLogger("sesam")
@@ -25,7 +25,7 @@ log = logging.getLogger("sesam")
 
 @click.command("sample-prompts")
 @per_image_command
-@click.option("--strategy", type=click.Choice(STRATEGIES + (PEAKS_STRATEGY,)), default="skeleton",
+@click.option("--strategy", type=click.Choice(STRATEGIES + (PEAKS_STRATEGY,)), default=default_of(sample, "strategy"),
               show_default=True,
               help="skeleton: points along each component's skeleton (SeSAM); fraction: a random fraction "
                    "of its pixels (Jiang & Yang); centroid: its pixel nearest its centroid; box: its "

@@ -9,7 +9,7 @@ from stages.artifacts import provenance
 from stages.labels import write_png
 from stages.show import HYPOTHESES, PAINTERS, render_record
 
-from .options import PerImageStream, classes_option, handle_errors, map_colours_option, per_image_command
+from .options import PerImageStream, classes_option, default_of, handle_errors, map_colours_option, per_image_command
 
 
 def _parse_keys(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
@@ -28,10 +28,11 @@ def _parse_keys(ctx: click.Context, param: click.Parameter, value: str | None) -
               help=f"Record keys to draw, in this order  [default: those present of {', '.join(PAINTERS)}]")
 @click.option("--as", "input_key", default="weak", show_default=True, type=click.Choice(tuple(PAINTERS)),
               help="The record key that file arguments stand for.")
-@click.option("--hypothesis", type=click.Choice(HYPOTHESES), default="best", show_default=True,
+@click.option("--hypothesis", type=click.Choice(HYPOTHESES), default=default_of(render_record, "hypothesis"),
+              show_default=True,
               help="masks: which SAM hypothesis to draw per prompt set: the best predicted IoU, an index, "
                    "or all (one panel per index).")
-@click.option("--columns", default=4, show_default=True, type=click.IntRange(min=1),
+@click.option("--columns", default=default_of(render_record, "columns"), show_default=True, type=click.IntRange(min=1),
               help="Panels per row before wrapping.")
 @click.option("--panel-width", type=click.IntRange(min=16), help="Scale every panel to this width in pixels.")
 @classes_option

@@ -16,7 +16,7 @@ from stages.simulate import (
 )
 from stages.tags import DEFAULT_MIN_AREA as TAGS_MIN_AREA, tags_from_label, write_tags
 
-from .options import (PerImageStream, classes_option, handle_errors, ids_option, map_colours_option,
+from .options import (PerImageStream, classes_option, default_of, handle_errors, ids_option, map_colours_option,
                       per_image_command, reduce_zero_label_option, seed_option)
 from .stream import Record, index_images, require
 
@@ -64,18 +64,23 @@ def _paired(records: Iterable[Record], key: str, paths: dict[str, str]) -> Itera
 @map_colours_option
 @reduce_zero_label_option
 @seed_option
-@click.option("--points-per-region", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--points-per-region", default=default_of(simulate_weak, "points_per_region"), show_default=True,
+              type=click.IntRange(min=1),
               help="points: clicks per object / stuff region.")
-@click.option("--radius", default=0.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--radius", default=float(default_of(simulate_weak, "radius")), show_default=True,
+              type=click.FloatRange(min=0),
               help="points: each click is a disc of this radius in pixels (0 = a single pixel).")
 @click.option("--thickness", type=click.IntRange(min=1),
               help="scribbles: stroke width in pixels  [default: 3 per 500 px of the image's longest side]")
-@click.option("--max-strokes", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--max-strokes", default=default_of(simulate_weak, "max_strokes"), show_default=True,
+              type=click.IntRange(min=1),
               help="scribbles: at most this many strokes per region.")
-@click.option("--scribble-style", type=click.Choice(SCRIBBLE_STYLES), default="skeleton", show_default=True,
+@click.option("--scribble-style", type=click.Choice(SCRIBBLE_STYLES),
+              default=default_of(simulate_weak, "scribble_style"), show_default=True,
               help="scribbles: skeleton: strokes along each region's skeleton, inside it; human: one long stroke "
                    "per class region through all its touching instances, straying a stroke width past boundaries.")
-@click.option("--margin", default=0.25, show_default=True, type=click.FloatRange(min=0),
+@click.option("--margin", default=default_of(simulate_weak, "margin"), show_default=True,
+              type=click.FloatRange(min=0),
               help="coarse: shrink each region by this many pixels, or below 1 by this fraction of "
                    "its largest distance to its boundary.")
 @click.option("--min-area", type=click.FloatRange(min=0),

@@ -65,7 +65,7 @@ def _per_device(field: str) -> str:
 @strip_suffix_option
 @click.option("--val", "val_file", type=click.Path(dir_okay=False),
               help="Held-out records (JSON lines with image and gt) scored during training.")
-@click.option("--val-every", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--val-every", default=recipe.VAL_EVERY, show_default=True, type=click.IntRange(min=0),
               help="Score --val every N iterations (0: only at the end).")
 @classes_option
 @click.option("--arch", "architecture", default=DEFAULT_ARCHITECTURE, show_default=True,

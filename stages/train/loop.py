@@ -88,7 +88,7 @@ class TrainConfig:
     amp: bool = True
     seed: int = 0
     checkpoint_every: int = recipe.CHECKPOINT_EVERY
-    val_every: int = 0
+    val_every: int = recipe.VAL_EVERY
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURE_NAMES:

@@ -30,6 +30,8 @@ BACKBONE_WEIGHTS = "imagenet"
 LOSS_WEIGHT = 1.0
 """The default weight of each loss term (weak labels, SAM pseudo-labels, the teacher's predictions)."""
 CHECKPOINT_EVERY = 500
+VAL_EVERY = 0
+"""Score the validation records every N iterations (0: only at the end)."""
 CACHE_SHARE = 0.25
 CACHE_LIMIT_BYTES = 16 << 30
 """Training photos and labels are decoded once into memory up to min(this share of RAM, this limit)."""
@@ -59,8 +61,9 @@ CAM_CROP_SIZE = 320
 CAM_SCALE_RANGE = (0.5, 1.5)
 CAM_WORKERS = 2
 CAM_SCALES = (1.0, 0.5, 1.5, 2.0)
-"""The classifier of ``sesam cam`` (``stages.train.classifier``): its backbones, training defaults, and
-IRN's CAM inference scales."""
+CAM_SCORE_THRESHOLD = 0.5
+"""The classifier of ``sesam cam`` (``stages.train.classifier``): its backbones, training defaults,
+IRN's CAM inference scales, and the probability from which a class counts as present."""
 
 
 def device_defaults(device_type: str) -> DeviceDefaults:
