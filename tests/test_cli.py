@@ -45,3 +45,16 @@ def test_device_is_one_kind_of_option_everywhere(sesam, command):
 @pytest.mark.parametrize("command", ["refine", "sam-predict", "embed"])
 def test_the_sam_checkpoint_is_sam_checkpoint_everywhere(sesam, command):
     assert "--sam-checkpoint FILE" in sesam(command, "--help").stdout
+
+
+def test_a_gpu_index_reaches_the_sam_backends(sesam, tmp_path):
+    """cuda:N is accepted by every backend; without that GPU each says so, naming the device."""
+    import onnxruntime
+    import torch
+
+    if torch.cuda.is_available() or "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine can use a GPU: the refusal cannot be observed")
+    for backend, problem in (("onnx", "this onnxruntime has no CUDA provider"),
+                             ("torch", "no CUDA device is available to PyTorch here")):
+        result = sesam("embed", "--device", "cuda:1", "--backend", backend, tmp_path, expect=1)
+        assert f"--device cuda:1: {problem}" in result.stderr
