@@ -224,42 +224,51 @@ class ImageRefiner:
 class RoundReport:
     """What one refine pass changed, summed over its images: the share of pixels whose pseudo-label
     differs from the record's incoming 'pseudo', and where records carry 'gt', the mIoU of the
-    pseudo-labels before and after (``stages.evaluate``)."""
+    pseudo-labels before and after (``stages.evaluate``). A 'pseudo' or 'gt' that cannot be read
+    is logged once and that comparison dropped: the report never fails an image."""
 
     def __init__(self, preset: ClassPreset):
         self.preset = preset
-        self.images = self.changed = self.compared = 0
+        self.images = self.changed = self.compared = self.scored = self.scored_before = 0
         self.before = self.after = None
-        self.gt_problem: str | None = None
+        self.unreadable: set[str] = set()
+
+    def _read(self, record: Record, key: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        if not record.get(key) or key in self.unreadable:
+            return None
+        try:
+            return read_label(record[key], self.preset, expected_size=shape)
+        except SesamInputError as exc:
+            self.unreadable.add(key)
+            log.warning("refine: '%s' no longer compared in this pass: %s", key, exc)
+            return None
 
     def add(self, record: Record, pseudo: np.ndarray) -> None:
         """Count one image: ``record`` as it came in, ``pseudo`` (H, W) uint8 its refined pseudo-label."""
         self.images += 1
-        before = None
-        if record.get("pseudo"):
-            before = read_label(record["pseudo"], self.preset, expected_size=pseudo.shape)
+        before = self._read(record, "pseudo", pseudo.shape)
+        if before is not None:
             self.changed += int((before != pseudo).sum())
             self.compared += pseudo.size
-        if record.get("gt") and self.gt_problem is None:
-            try:
-                gt = read_label(record["gt"], self.preset, expected_size=pseudo.shape)
-            except SesamInputError as exc:
-                self.gt_problem = str(exc)
-                log.warning("refine: no mIoU per round: %s", exc)
-                return
-            num_classes = self.preset.num_classes
-            self.after = _summed(self.after, confusion_counts(pseudo, gt, num_classes))
-            if before is not None:
-                self.before = _summed(self.before, confusion_counts(before, gt, num_classes))
+        gt = self._read(record, "gt", pseudo.shape)
+        if gt is None:
+            return
+        num_classes = self.preset.num_classes
+        self.after = _summed(self.after, confusion_counts(pseudo, gt, num_classes))
+        self.scored += 1
+        if before is not None:
+            self.before = _summed(self.before, confusion_counts(before, gt, num_classes))
+            self.scored_before += 1
 
     def summary(self) -> str:
-        """'N images, X% of the pixels changed, mIoU a -> b' with the parts the records allowed."""
+        """'N images, X% of the pixels changed, pseudo-label mIoU a -> b' with the parts the records allowed
+        (the mIoU before only when every scored image had an incoming 'pseudo')."""
         parts = [f"{self.images} images"]
         if self.compared:
             parts.append(f"{100 * self.changed / self.compared:.1f}% of the pixels changed")
-        if self.after is not None and self.gt_problem is None:
+        if self.after is not None and "gt" not in self.unreadable:
             after = 100 * Scores.from_confusion(self.after).miou
-            if self.before is not None:
+            if self.before is not None and self.scored_before == self.scored and "pseudo" not in self.unreadable:
                 parts.append(f"pseudo-label mIoU {100 * Scores.from_confusion(self.before).miou:.1f} -> {after:.1f}")
             else:
                 parts.append(f"pseudo-label mIoU {after:.1f}")

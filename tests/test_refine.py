@@ -12,9 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from stages.labels import read_image, read_label
+from stages.labels import read_image, read_label, write_label
 from stages.predict import predict_probabilities
 from stages.presets import get_preset
+from stages.refine import RoundReport
 from stages.train.checkpoint import load_network
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -94,6 +95,27 @@ def test_a_checkpoint_whose_run_did_not_finish_is_used_with_a_warning(sesam, tra
                   "--images", os.path.join(voc_dataset, "JPEGImages"), os.path.join(voc_dataset, "JPEGImages"))
     assert caplog.messages == [f"{tmp_path / 'stopped.pt'} stopped at iteration 6 of 4000: its run did not finish "
                                "(resume it with `sesam train --resume`)"]
+
+
+def test_the_round_report_counts_changed_pixels_and_scores_before_and_after(tmp_path, caplog):
+    preset = get_preset("voc")
+    gt = np.zeros((4, 5), np.uint8)
+    gt[:, 3:] = 1
+    incoming = np.where(np.arange(5) < 2, 0, 1).astype(np.uint8)[None].repeat(4, 0)  # column 2 wrong
+    refined = gt.copy()
+    refined[0, 0] = 255  # 1 pixel undecided
+    for name, label in (("gt", gt), ("pseudo", incoming), ("small", gt[:3])):
+        write_label(tmp_path / f"{name}.png", label, preset)
+    report = RoundReport(preset)
+    report.add({"id": "a", "pseudo": str(tmp_path / "pseudo.png"), "gt": str(tmp_path / "gt.png")}, refined)
+    # before: class 0 IoU 8/12, class 1 IoU 8/12; after: class 0 IoU 11/12, class 1 IoU 8/8
+    assert report.summary() == (f"1 images, {100 * 5 / 20:.1f}% of the pixels changed, "
+                                f"pseudo-label mIoU {100 * (8 / 12 + 8 / 12) / 2:.1f} -> {100 * (11 / 12 + 1) / 2:.1f}")
+
+    with caplog.at_level(logging.WARNING, logger="sesam"):
+        report.add({"id": "b", "gt": str(tmp_path / "small.png")}, refined)
+    assert "'gt' no longer compared" in caplog.text and "small.png" in caplog.text
+    assert report.summary() == f"2 images, {100 * 5 / 20:.1f}% of the pixels changed"
 
 
 def test_predict_only_needs_no_sam_and_reads_photos(sesam, trained, voc_dataset, tmp_path):
