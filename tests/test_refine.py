@@ -15,7 +15,7 @@ from PIL import Image
 from stages.labels import read_image, read_label, write_label
 from stages.predict import predict_probabilities
 from stages.presets import get_preset
-from stages.refine import RoundReport
+from stages.refine import ImageRefiner, Networks, RoundReport
 from stages.train.checkpoint import load_network
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -126,6 +126,18 @@ def test_predict_only_needs_no_sam_and_reads_photos(sesam, trained, voc_dataset,
     [record] = sesam.records(result)
     assert set(record) == {"id", "image", "checkpoint", "prediction", "prediction_confidence"}
     assert read_label(record["prediction"], get_preset("voc")).shape == (375, 500)
+
+
+def test_one_image_is_one_call_from_python(trained, tmp_path):
+    preset = get_preset("voc")
+    refiner = ImageRefiner(Networks(preset, device="cpu"))
+    refined = refiner.refine(trained[0])
+    model, _ = load_network(trained[0]["checkpoint"], preset)
+    probabilities = predict_probabilities(model, read_image(trained[0]["image"]))
+    np.testing.assert_array_equal(refined.prediction, probabilities.argmax(0))
+    assert refined.pseudo is None and refined.network["iteration"] == 20
+    refined.write({"prediction": str(tmp_path / "prediction.png")}, preset, {})
+    np.testing.assert_array_equal(read_label(tmp_path / "prediction.png", preset), refined.prediction)
 
 
 def test_sliding_windows_cover_the_image_like_one_pass(trained):
