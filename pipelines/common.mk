@@ -77,11 +77,9 @@ LAST_ROUND := $(lastword 0 $(ROUND_NUMBERS))
 ifeq ($(CHECKPOINT),)
 MODEL := $(W)/model-fetched
 SAM_MODEL := --backend onnx
-REFINE_SAM_MODEL := --backend onnx
 else
 MODEL := $(CHECKPOINT)
-SAM_MODEL := --backend sam --checkpoint $(CHECKPOINT) --model-type $(MODEL_TYPE)
-REFINE_SAM_MODEL := --backend sam --sam-checkpoint $(CHECKPOINT) --model-type $(MODEL_TYPE)
+SAM_MODEL := --backend sam --sam-checkpoint $(CHECKPOINT) --model-type $(MODEL_TYPE)
 endif
 
 ifeq ($(GPUS),0)
@@ -137,7 +135,7 @@ val: $(W)/val.jsonl
 define round_rules
 $(W)/$(1)/refined-$(2)/shards/refined-%-of-$(SHARDS).jsonl: $(W)/$(1)/train-$(3).jsonl | $(MODEL)
 	@mkdir -p $$(@D)
-	$$(call shard_env,$$*) $(SESAM) refine --shard $$*/$(SHARDS) --classes $(CLASSES) $(REFINE_SAM_MODEL) \
+	$$(call shard_env,$$*) $(SESAM) refine --shard $$*/$(SHARDS) --classes $(CLASSES) $(SAM_MODEL) \
 		$(REFINE_FLAGS) -o $(W)/$(1)/refined-$(2) < $$< > $$@
 
 $(W)/$(1)/refined-$(2).jsonl: $(call shard_files,$(W)/$(1)/refined-$(2),refined)

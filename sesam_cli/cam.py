@@ -24,10 +24,12 @@ from stages.errors import SesamInputError
 from stages.labels import IMAGE_SUFFIXES, read_image, write_label
 from stages.presets import ClassPreset
 from stages.tags import class_outputs, read_tags, read_tags_csv, tag_classes
+from stages.train import recipe
 
-from .options import classes_option, handle_errors, per_image_options, seed_option
-from .stream import PerImageStage, Record, emit, index_images, read_records, require
-from .train import _read_jsonl, run_trainer
+from .options import (PerImageStream, classes_option, device_option, handle_errors, per_image_command,
+                      seed_option)
+from .stream import Record, emit, index_images, read_jsonl, read_records, require
+from .training import per_optimizer, run_trainer
 
 log = logging.getLogger("sesam")
 
@@ -48,7 +50,6 @@ def _parse_scales(ctx: click.Context, param: click.Parameter, value: str) -> tup
 tags_csv_option = click.option(
     "--tags-csv", type=click.Path(dir_okay=False), metavar="FILE",
     help="Image-level labels as CSV lines 'id,class,class,...' (names or indices) instead of the records' 'tags'.")
-device_option = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 
 
 class TagSource:
@@ -74,7 +75,7 @@ def _training_records(records_file: str | None, tags: TagSource, images_dir: str
                       strip_suffixes: Iterable[str]) -> list[Record]:
     """Records from --records, from the ids of --tags-csv paired with --images, or from stdin."""
     if records_file:
-        records = _read_jsonl(records_file)
+        records = read_jsonl(records_file)
     elif tags.csv is not None and images_dir:
         records = [{"id": image_id} for image_id in tags.csv]
     else:
@@ -118,29 +119,32 @@ def cam() -> None:
 @click.option("--strip-suffix", "strip_suffixes", multiple=True, metavar="SUFFIX",
               help="Remove SUFFIX from photo file stems to form ids (repeatable).")
 @classes_option
-@click.option("--arch", "architecture", default="mobilenet_v2", show_default=True,
-              type=click.Choice(["mobilenet_v2", "resnet50", "resnet101"]),
+@click.option("--arch", "architecture", default=recipe.CAM_ARCHITECTURE, show_default=True,
+              type=click.Choice(recipe.CAM_ARCHITECTURES),
               help="Backbone (the one of `sesam train`'s networks of that name).")
-@click.option("--backbone-weights", default="imagenet", show_default=True, metavar="imagenet|none|FILE",
+@click.option("--backbone-weights", default=recipe.BACKBONE_WEIGHTS, show_default=True, metavar="imagenet|none|FILE",
               help="Backbone initialisation: ImageNet weights, random, or an ImageNet state-dict file.")
-@click.option("--iterations", default=1000, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=2))
-@click.option("--crop-size", default=320, show_default=True, type=click.IntRange(min=32))
-@click.option("--scale-range", default=(0.5, 1.5), show_default=True, nargs=2, type=float, metavar="MIN MAX",
+@click.option("--iterations", default=recipe.CAM_ITERATIONS, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=recipe.CAM_BATCH_SIZE, show_default=True, type=click.IntRange(min=2))
+@click.option("--crop-size", default=recipe.CAM_CROP_SIZE, show_default=True, type=click.IntRange(min=32))
+@click.option("--scale-range", default=recipe.CAM_SCALE_RANGE, show_default=True, nargs=2, type=float,
+              metavar="MIN MAX",
               help="Random rescaling factors before cropping.")
-@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "adamw"]))
-@click.option("--lr", type=float, help="Backbone learning rate [sgd: 0.01, adamw: 0.0001].")
-@click.option("--head-lr-multiplier", default=10.0, show_default=True, help="Classifier learning rate = lr × this.")
-@click.option("--weight-decay", type=float, help="[sgd: 0.0001, adamw: 0.01]")
-@click.option("--momentum", default=0.9, show_default=True, help="SGD momentum.")
-@click.option("--poly-power", default=0.9, show_default=True, help="lr × (1 - it/iterations)^power.")
+@click.option("--optimizer", default=recipe.OPTIMIZER, show_default=True, type=click.Choice(recipe.OPTIMIZERS))
+@click.option("--lr", type=float, help=f"Backbone learning rate {per_optimizer(recipe.LEARNING_RATE)}.")
+@click.option("--head-lr-multiplier", default=recipe.HEAD_LR_MULTIPLIER, show_default=True,
+              help="Classifier learning rate = lr × this.")
+@click.option("--weight-decay", type=float, help=per_optimizer(recipe.WEIGHT_DECAY))
+@click.option("--momentum", default=recipe.MOMENTUM, show_default=True, help="SGD momentum.")
+@click.option("--poly-power", default=recipe.POLY_POWER, show_default=True, help="lr × (1 - it/iterations)^power.")
 @seed_option
-@click.option("--checkpoint-every", default=500, show_default=True, type=click.IntRange(min=0),
+@click.option("--checkpoint-every", default=recipe.CHECKPOINT_EVERY, show_default=True, type=click.IntRange(min=0),
               help="Write iter_N.pt every N iterations (0: only last.pt at the end).")
 @click.option("--resume", is_flag=True, help="Continue the run in -o from last.pt (a new run if there is none).")
 @click.option("--overwrite", is_flag=True, help="Start again even though -o holds a run.")
 @device_option
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="Data-loading processes.")
+@click.option("--workers", default=recipe.CAM_WORKERS, show_default=True, type=click.IntRange(min=0),
+              help="Data-loading processes.")
 @handle_errors
 def train_command(output_dir: str, records_file: str | None, tags_csv: str | None, images_dir: str | None,
                   strip_suffixes: tuple[str, ...], preset: ClassPreset, architecture: str, backbone_weights: str,
@@ -233,7 +237,7 @@ def _reusable_cams(out: str, params: dict[str, Any], inputs: Record) -> ClassAct
 
 
 @cam.command("predict", short_help="Class activation maps and CAM pseudo-labels, one per image.")
-@per_image_options
+@per_image_command
 @classes_option
 @click.option("--checkpoint", type=click.Path(dir_okay=False),
               help="A `sesam cam train` checkpoint [default: each record's 'cam_checkpoint'].")
@@ -241,9 +245,10 @@ def _reusable_cams(out: str, params: dict[str, Any], inputs: Record) -> ClassAct
 @click.option("--present", type=click.Choice(PRESENT), default="tags", show_default=True,
               help="The classes an image contains: its tags (records' 'tags' or --tags-csv), or those the "
                    "classifier predicts (probability >= --score-threshold).")
-@click.option("--score-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--score-threshold", default=recipe.CAM_SCORE_THRESHOLD, show_default=True, type=click.FloatRange(0, 1),
               help="--present predicted: a class is present from this probability on.")
-@click.option("--scales", default="1.0,0.5,1.5,2.0", show_default=True, callback=_parse_scales,
+@click.option("--scales", default=",".join(str(s) for s in recipe.CAM_SCALES), show_default=True,
+              callback=_parse_scales,
               help="Comma-separated rescaling factors of the photo; the CAMs of all scales are summed.")
 @click.option("--flip/--no-flip", default=True, show_default=True, help="Also add each scale's mirrored CAMs.")
 @click.option("--bg-threshold", default=DEFAULT_BG_THRESHOLD, show_default=True, type=click.FloatRange(0, 1),
@@ -251,10 +256,9 @@ def _reusable_cams(out: str, params: dict[str, Any], inputs: Record) -> ClassAct
                    "(presets with a background class) or 255.")
 @device_option
 @handle_errors
-def predict_command(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going,
-                    preset: ClassPreset, checkpoint: str | None, tags_csv: str | None, present: str,
-                    score_threshold: float, scales: tuple[float, ...], flip: bool, bg_threshold: float,
-                    device: str) -> None:
+def predict_command(stream: PerImageStream, preset: ClassPreset, checkpoint: str | None, tags_csv: str | None,
+                    present: str, score_threshold: float, scales: tuple[float, ...], flip: bool,
+                    bg_threshold: float, device: str) -> None:
     """Compute each image's class activation maps (CAM) and its CAM pseudo-label.
 
     Reads records with 'image' (and 'tags' unless --present predicted or --tags-csv), or photos as
@@ -293,14 +297,13 @@ def predict_command(inputs, images_dir, strip_suffixes, output_dir, overwrite, s
     tags_of = TagSource(preset, tags_csv)
     background = 0 if preset.has_background else None
     classes = tag_classes(preset)
-    stage = PerImageStage(STAGE, "cam_scores", output_dir, ".h5", params, overwrite, shard, keep_going,
-                          companions={"cam": (output_dir, ".png")})
+    stage = stream.stage(STAGE, "cam_scores", ".h5", params, companions={"cam": (stream.output_dir, ".png")})
     present_counts: list[int] = []
 
     def make(record: Record, out: str) -> None:
         require(record, "image", CHECKPOINT_KEY)
         inputs = {k: v for k, v in record.items() if k not in ("cam", "cam_scores")}
-        maps = None if overwrite else _reusable_cams(out, params, inputs)
+        maps = None if stream.overwrite else _reusable_cams(out, params, inputs)
         model, model_info = classifiers.get(record[CHECKPOINT_KEY])
         if maps is None:
             if present == "tags":
@@ -318,8 +321,7 @@ def predict_command(inputs, images_dir, strip_suffixes, output_dir, overwrite, s
         write_cams(out, maps, meta)
         present_counts.append(len(maps.cam_class))
 
-    records = read_records(inputs, "image", images_dir, strip_suffixes, suffixes=IMAGE_SUFFIXES)
-    stage.run(_with_checkpoint(records, checkpoint), make)
+    stage.run(_with_checkpoint(stream.records("image", IMAGE_SUFFIXES), checkpoint), make)
     if present_counts:
         log.info("cam predict: %d image(s) computed, %.1f present classes on average", len(present_counts),
                  float(np.mean(present_counts)))

@@ -12,14 +12,14 @@ from stages.decompose import (
 )
 from stages.labels import image_size
 
-from .options import classes_option, handle_errors, map_colours_option, per_image_options
-from .stream import PerImageStage, read_records, require
+from .options import PerImageStream, classes_option, handle_errors, map_colours_option, per_image_command
+from .stream import require
 
 log = logging.getLogger("sesam")
 
 
 @click.command()
-@per_image_options
+@per_image_command
 @classes_option
 @map_colours_option
 @click.option("--connectivity", type=click.Choice([str(c) for c in CONNECTIVITIES]),
@@ -30,8 +30,7 @@ log = logging.getLogger("sesam")
 @click.option("--key", default="weak", show_default=True,
               help="The record key of the label map to decompose, e.g. cam (`sesam cam predict`'s CAM pseudo-labels).")
 @handle_errors
-def decompose(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going, preset,
-              map_colours, connectivity, min_area, key) -> None:
+def decompose(stream: PerImageStream, preset, map_colours, connectivity, min_area, key) -> None:
     """Split each class of the weak labels into connected components.
 
     Reads weak labels (label PNGs or boxes JSON files, directories of them, or records with a 'weak'
@@ -59,6 +58,4 @@ def decompose(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, 
                         record[key], min_area)
         write_components(out_path, components, provenance(STAGE, params, record))
 
-    records = read_records(inputs, key, images_dir, strip_suffixes)
-    stage = PerImageStage(STAGE, "components", output_dir, ".h5", params, overwrite, shard, keep_going)
-    stage.run(records, make)
+    stream.stage(STAGE, "components", ".h5", params).run(stream.records(key), make)

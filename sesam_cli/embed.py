@@ -63,7 +63,7 @@ def embed(inputs, images_dir, strip_suffixes, shard, keep_going, cache_dir, reco
     \b
     Example:
       sesam embed data/JPEGImages > work/embedded.jsonl
-      sesam embed --backend sam --checkpoint sam_vit_h_4b8939.pth --device cuda data/JPEGImages
+      sesam embed --backend sam --sam-checkpoint sam_vit_h_4b8939.pth --device cuda data/JPEGImages
     """
     backend = backend_from_options(**backend_options)
     cache = embedding_cache(cache_dir)

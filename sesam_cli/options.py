@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 import click
 
+from stages.devices import DEVICE_NAMES, check_device
 from stages.errors import SesamInputError
 from stages.presets import get_preset
 
-from .stream import IdList, Shard, failure_message, global_flag
+from .stream import IdList, PerImageStage, Record, Shard, failure_message, global_flag, read_records
 
 log = logging.getLogger("sesam")
 
@@ -57,6 +60,11 @@ def _parse_preset(ctx: click.Context, param: click.Parameter, value: str):
         raise click.BadParameter(str(exc), param_hint="--void") from None
 
 
+def default_of(func: Callable, parameter: str) -> Any:
+    """The library's default of ``func``'s ``parameter``: an option's default read, not restated."""
+    return inspect.signature(func).parameters[parameter].default
+
+
 def compose(*decorators: Callable) -> Callable:
     """Apply several option decorators as one."""
     def wrap(func: Callable) -> Callable:
@@ -98,11 +106,58 @@ map_colours_option = click.option(
 reduce_zero_label_option = click.option(
     "--reduce-zero-label", is_flag=True,
     help="Ground truth uses 0 for 'other' (ADE20K files): read 0 as ignore and k as class k-1.")
+def _parse_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_device(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+device_option = click.option(
+    "--device", default="auto", show_default=True, callback=_parse_device, metavar="|".join(DEVICE_NAMES),
+    help="Where to compute: auto is CUDA when it is available, else the CPU; cuda:N picks a GPU.")
 seed_option = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
 
 
 per_image_options = compose(inputs_argument, images_option, strip_suffix_option, output_option,
                             overwrite_option, shard_option, keep_going_option)
+
+
+@dataclass(frozen=True)
+class PerImageStream:
+    """The seven options every per-image command shares, parsed: where its records come from
+    (INPUTS, --images, --strip-suffix) and how its per-image loop runs (-o, --overwrite, --shard,
+    --keep-going)."""
+
+    inputs: tuple[str, ...]
+    images_dir: str | None
+    strip_suffixes: tuple[str, ...]
+    output_dir: str
+    overwrite: bool
+    shard: Shard | None
+    keep_going: bool
+
+    def records(self, key: str, suffixes: tuple[str, ...] = (".png", ".json"),
+                ids: IdList | None = None) -> Iterable[Record]:
+        """The records: stdin, or the INPUTS files as records with ``key`` (see ``stream.read_records``)."""
+        return read_records(self.inputs, key, self.images_dir, self.strip_suffixes, suffixes, ids)
+
+    def stage(self, stage: str, key: str, suffix: str, params: dict[str, Any], output_dir: str | None = None,
+              overwrite: bool = False, **extra: Any) -> PerImageStage:
+        """The per-image loop writing record key ``key`` as ``-o/ID{suffix}`` (or under ``output_dir``);
+        ``overwrite`` redoes every image even without --overwrite; ``extra``: PerImageStage's companions, sink."""
+        return PerImageStage(stage, key, output_dir or self.output_dir, suffix, params, self.overwrite or overwrite,
+                             self.shard, self.keep_going, **extra)
+
+
+def per_image_command(func: Callable) -> Callable:
+    """``per_image_options``, handed to the command as one ``stream: PerImageStream`` argument."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going,
+                **kwargs: Any) -> Any:
+        stream = PerImageStream(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going)
+        return func(*args, stream=stream, **kwargs)
+    return per_image_options(wrapper)
 
 
 def handle_errors(func: Callable) -> Callable:

@@ -12,10 +12,11 @@ from stages.artifacts import provenance, write_h5
 from stages.errors import SesamInputError
 from stages.labels import IMAGE_SUFFIXES, read_image
 from stages.prompts import PromptSets
+from stages.sam.auto import NMS_THRESH, PRED_IOU_THRESH, STABILITY_THRESH
 
 from .models import backend_from_options, cache_dir_option, embedding_cache, sam_backend_options
-from .options import handle_errors, per_image_options
-from .stream import PerImageStage, Record, prefetched, read_records, require
+from .options import PerImageStream, handle_errors, per_image_command
+from .stream import Record, prefetched, require
 
 log = logging.getLogger("sesam")
 
@@ -66,7 +67,7 @@ class BatchInputs:
 
 
 @click.command("sam-predict")
-@per_image_options
+@per_image_command
 @sam_backend_options
 @cache_dir_option
 @click.option("--no-cache", is_flag=True, help="Encode every image afresh and store nothing in the embedding cache.")
@@ -76,19 +77,18 @@ class BatchInputs:
               help="Decode twice, feeding the best low-res mask of the first pass back with the prompts.")
 @click.option("--grid", type=click.IntRange(min=1), default=None, metavar="N",
               help="Automatic mode: prompt an N x N grid of points instead of prompt sets (records need only 'image').")
-@click.option("--pred-iou-thresh", type=float, default=0.88, show_default=True,
+@click.option("--pred-iou-thresh", type=float, default=PRED_IOU_THRESH, show_default=True,
               help="--grid: keep masks whose predicted IoU exceeds this.")
-@click.option("--stability-thresh", type=float, default=0.95, show_default=True,
+@click.option("--stability-thresh", type=float, default=STABILITY_THRESH, show_default=True,
               help="--grid: keep masks whose stability score reaches this.")
-@click.option("--nms-thresh", type=float, default=0.7, show_default=True,
+@click.option("--nms-thresh", type=float, default=NMS_THRESH, show_default=True,
               help="--grid: box IoU above which the lower-scored of two masks is dropped.")
 @click.option("--batch-images", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Encode up to N uncached images per encoder call (e.g. 8 on a GPU); the next N images are "
                    "read in a background thread meanwhile.")
 @handle_errors
-def sam_predict(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going, cache_dir, no_cache,
-                multimask, iterative, grid, pred_iou_thresh, stability_thresh, nms_thresh, batch_images,
-                **backend_options) -> None:
+def sam_predict(stream: PerImageStream, cache_dir, no_cache, multimask, iterative, grid, pred_iou_thresh,
+                stability_thresh, nms_thresh, batch_images, **backend_options) -> None:
     """Run SAM on each image's prompt sets: mask hypotheses with predicted IoU and stability.
 
     Reads records with 'prompts' (from `sesam sample-prompts`) and 'image' on stdin, or prompts
@@ -118,11 +118,11 @@ def sam_predict(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard
     if grid:
         params.update(grid=grid, pred_iou_thresh=pred_iou_thresh, stability_thresh=stability_thresh,
                       nms_thresh=nms_thresh)
-        records = read_records(inputs, "image", images_dir, strip_suffixes, suffixes=IMAGE_SUFFIXES)
+        records = stream.records("image", IMAGE_SUFFIXES)
         needed = ("image",)
     else:
         params.update(iterative=iterative)
-        records = read_records(inputs, "prompts", images_dir, strip_suffixes, suffixes=(".h5",))
+        records = stream.records("prompts", (".h5",))
         needed = ("image", "prompts")
 
     def read_inputs(record: dict) -> tuple[np.ndarray, PromptSets | None]:
@@ -143,7 +143,7 @@ def sam_predict(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard
         attrs.update(mode="auto" if grid else "prompts", multimask=multimask)
         write_h5(out, arrays, attrs)
 
-    stage = PerImageStage("sam-predict", "masks", output_dir, ".h5", params, overwrite, shard, keep_going)
+    stage = stream.stage("sam-predict", "masks", ".h5", params)
     stage.run(batches.stream(records, batch_images, stage.will_make), make)
     if cache is not None:
         log.info("sam-predict: %d images encoded, %d embeddings reused from the cache", cache.computed, cache.reused)

@@ -17,15 +17,15 @@ from stages.prompts import (
 )
 from stages.simulate import image_rng
 
-from .options import handle_errors, per_image_options, seed_option
-from .stream import PerImageStage, read_records, require
+from .options import PerImageStream, default_of, handle_errors, per_image_command, seed_option
+from .stream import require
 
 log = logging.getLogger("sesam")
 
 
 @click.command("sample-prompts")
-@per_image_options
-@click.option("--strategy", type=click.Choice(STRATEGIES + (PEAKS_STRATEGY,)), default="skeleton",
+@per_image_command
+@click.option("--strategy", type=click.Choice(STRATEGIES + (PEAKS_STRATEGY,)), default=default_of(sample, "strategy"),
               show_default=True,
               help="skeleton: points along each component's skeleton (SeSAM); fraction: a random fraction "
                    "of its pixels (Jiang & Yang); centroid: its pixel nearest its centroid; box: its "
@@ -52,8 +52,8 @@ log = logging.getLogger("sesam")
               help="cam-peaks: only peaks of at least this CAM value (each class's CAM peaks at 1).")
 @seed_option
 @handle_errors
-def sample_prompts(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going, strategy,
-                   spacing, max_points, fraction, negatives, group, peak_window, peak_threshold, seed) -> None:
+def sample_prompts(stream: PerImageStream, strategy, spacing, max_points, fraction, negatives, group, peak_window,
+                   peak_threshold, seed) -> None:
     """Sample SAM prompts (points, boxes) from each image's weak-label components.
 
     Reads components HDF5 files (files, directories, or records with a 'components' key on stdin,
@@ -79,8 +79,7 @@ def sample_prompts(inputs, images_dir, strip_suffixes, output_dir, overwrite, sh
         | sesam sample-prompts --strategy cam-peaks --group point -o work/peaks > work/peaks.jsonl
     """
     if strategy == PEAKS_STRATEGY:
-        _sample_cam_peaks(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going,
-                          group or "component", peak_window, peak_threshold, max_points, negatives)
+        _sample_cam_peaks(stream, group or "component", peak_window, peak_threshold, max_points, negatives)
         return
     group, max_points, negatives = resolve_options(strategy, group, max_points, negatives)
     chosen = {"spacing": spacing, "max_points": max_points, "fraction": fraction, "seed": seed}
@@ -96,13 +95,11 @@ def sample_prompts(inputs, images_dir, strip_suffixes, output_dir, overwrite, sh
                          image_rng(seed, record["id"]))
         write_prompts(out_path, prompts, provenance(STAGE, params, record))
 
-    records = read_records(inputs, "components", images_dir, strip_suffixes, suffixes=(".h5",))
-    stage = PerImageStage(STAGE, "prompts", output_dir, ".h5", params, overwrite, shard, keep_going)
-    stage.run(records, make)
+    stream.stage(STAGE, "prompts", ".h5", params).run(stream.records("components", (".h5",)), make)
 
 
-def _sample_cam_peaks(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going, group: str,
-                      window: int, threshold: float, max_points: int | None, negatives: int | None) -> None:
+def _sample_cam_peaks(stream: PerImageStream, group: str, window: int, threshold: float, max_points: int | None,
+                      negatives: int | None) -> None:
     """--strategy cam-peaks: WeakSAM's prompts from each record's 'cam_scores', in its 'components'."""
     if negatives:
         raise click.UsageError("--negatives does not apply to --strategy cam-peaks")
@@ -120,5 +117,4 @@ def _sample_cam_peaks(inputs, images_dir, strip_suffixes, output_dir, overwrite,
         prompts = cam_peak_prompts(maps, components, window, threshold, max_peaks, group)
         write_prompts(out_path, prompts, provenance(STAGE, params, record))
 
-    records = read_records(inputs, "components", images_dir, strip_suffixes, suffixes=(".h5",))
-    PerImageStage(STAGE, "prompts", output_dir, ".h5", params, overwrite, shard, keep_going).run(records, make)
+    stream.stage(STAGE, "prompts", ".h5", params).run(stream.records("components", (".h5",)), make)

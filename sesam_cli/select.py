@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import click
@@ -12,21 +11,18 @@ import numpy as np
 from PIL import Image
 
 from stages.artifacts import open_h5, provenance
-from stages.decompose import read_components
 from stages.errors import SesamInputError
 from stages.instances import annotations, image_entry, write_coco
-from stages.labels import read_label, write_label, write_png
+from stages.labels import write_label, write_png
 from stages.presets import ClassPreset
-from stages.select import (DEFAULT_UNCLAIMED, JIANG_HYPOTHESIS, MASKS_STAGE, STRATEGIES, UNCLAIMED, SesamParams,
-                           Selection, VoteParams, boxes_weak_label, instances, read_masks, select_cam_merge,
-                           select_fixed, select_sesam, select_sesam_reference)
+from stages.select import (MASKS_STAGE, STRATEGIES, UNCLAIMED, SelectParams, SesamParams, VoteParams,
+                           background_class, instances, select_image)
 
-from .options import classes_option, handle_errors, per_image_options
-from .stream import PerImageStage, Record, read_records, require
+from .options import PerImageStream, classes_option, handle_errors, per_image_command
+from .stream import Record
 
 STAGE = "select"
-DEFAULTS = SesamParams()
-VOTES = VoteParams()
+DEFAULTS = SelectParams()
 
 
 def _with_upstream_keys(records: Iterable[Record]) -> Iterator[Record]:
@@ -43,89 +39,17 @@ def _with_upstream_keys(records: Iterable[Record]) -> Iterator[Record]:
         yield {**rec, **{k: v for k, v in stored.items() if k not in rec}}
 
 
-@dataclass(frozen=True)
-class SelectOptions:
-    """The options that decide a pseudo-label: the strategy and its thresholds."""
-
-    strategy: str
-    sesam: SesamParams
-    votes: VoteParams
-    hypothesis: int
-    cam_inside: float
-    cam_cover: float
-    unclaimed: str
-    reference: bool = False
-
-    def params(self, preset: ClassPreset) -> dict[str, Any]:
-        """The provenance parameters: only what ``strategy`` uses (they decide up-to-dateness)."""
-        chosen: dict[str, Any] = {"strategy": self.strategy, "classes": preset.name, **self.votes.as_dict()}
-        if self.strategy == "sesam":
-            chosen.update(self.sesam.as_dict())
-            if self.reference:
-                chosen["reference"] = True
-        elif self.strategy == "jiang":
-            chosen["hypothesis"] = self.hypothesis
-        else:
-            chosen.update(cam_inside=self.cam_inside, cam_cover=self.cam_cover)
-        if self.strategy != "cam-merge":
-            chosen["unclaimed"] = self.unclaimed
-        return chosen
-
-
-def _select_image(rec: Record, options: SelectOptions, preset: ClassPreset) -> tuple[Selection, dict[str, np.ndarray]]:
-    """Run the chosen strategy on one record's artifacts; returns the selection and the masks datasets."""
-    require(rec, "masks")
-    masks = read_masks(rec["masks"])
-    background = _background(preset)
-    size = masks["masks"].shape[2:]
-    if options.strategy == "cam-merge":
-        require(rec, "cam")
-        cam = read_label(rec["cam"], preset, expected_size=size)
-        return select_cam_merge(masks["masks"], masks["iou_predictions"], cam, options.cam_inside,
-                                options.cam_cover, background, options.votes), masks
-    require(rec, "components")
-    components = read_components(rec["components"])
-    if components.image_size != size:
-        raise SesamInputError(rec["masks"], f"masks are {size[1]}x{size[0]} (WxH) but the components "
-                                            f"{rec['components']} are {components.image_size[1]}x"
-                                            f"{components.image_size[0]}")
-    if masks["set_component"].size and (masks["set_component"].min() < 1
-                                        or masks["set_component"].max() > components.count):
-        raise SesamInputError(rec["masks"], f"prompt sets name components outside 1..{components.count} "
-                                            f"of {rec['components']} (automatic-mode masks need --strategy cam-merge)")
-    weak = (boxes_weak_label(components.component_map, background) if components.source == "boxes"
-            else components.weak_label)
-    fill = {"unclaimed": options.unclaimed, "background_class": background, "votes": options.votes}
-    if options.strategy == "jiang":
-        if options.hypothesis >= masks["masks"].shape[1]:
-            raise SesamInputError(rec["masks"], f"has {masks['masks'].shape[1]} hypotheses per prompt set, "
-                                                f"no index {options.hypothesis}; run sam-predict with multimask output")
-        return select_fixed(masks["masks"], masks["iou_predictions"], masks["set_class"], weak, options.hypothesis,
-                            **fill), masks
-    if options.reference:
-        return select_sesam_reference(masks["masks"], masks["iou_predictions"], masks["set_class"],
-                                      masks["set_component"], weak, components.component_map, options.sesam,
-                                      **fill), masks
-    boxes = components.component_box if components.source == "boxes" else None
-    return select_sesam(masks["masks"], masks["iou_predictions"], masks["set_class"], masks["set_component"],
-                        weak, components.component_map, options.sesam, boxes, **fill), masks
-
-
-def _background(preset: ClassPreset) -> int | None:
-    return 0 if preset.has_background else None
-
-
 def _fraction(name: str, default: float, text: str) -> Any:
     return click.option(name, type=click.FloatRange(0, 1), default=default, show_default=True, help=text)
 
 
 @click.command()
-@per_image_options
+@per_image_command
 @classes_option
-@click.option("--strategy", type=click.Choice(STRATEGIES), default="sesam", show_default=True,
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=DEFAULTS.strategy, show_default=True,
               help="sesam: agreement with the weak label; jiang: a fixed hypothesis (Jiang & Yang 2023); "
                    "cam-merge: automatic masks merged with a CAM map (record key 'cam', Chen et al. 2023).")
-@click.option("--unclaimed", type=click.Choice(UNCLAIMED), default=DEFAULT_UNCLAIMED, show_default=True,
+@click.option("--unclaimed", type=click.Choice(UNCLAIMED), default=DEFAULTS.unclaimed, show_default=True,
               help="Label of pixels no mask and no weak label decides: 255 (ignore), the preset's background class "
                    "(presets that have one), or the class of the nearest decided pixel; auto: background where the "
                    "preset has one, else 255.")
@@ -135,35 +59,37 @@ def _fraction(name: str, default: float, text: str) -> Any:
 @click.option("--instances", "instances_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="Write the kept masks as COCO instance annotations (RLE, box, class, score) to FILE at the "
                    "end; every image is processed again so the file covers them all.")
-@_fraction("--other-tolerance", DEFAULTS.other_tolerance,
+@_fraction("--other-tolerance", DEFAULTS.sesam.other_tolerance,
            "sesam: reject a hypothesis if more of the labelled pixels it covers belong to other classes.")
-@_fraction("--other-limit", DEFAULTS.other_limit,
+@_fraction("--other-limit", DEFAULTS.sesam.other_limit,
            "sesam: when all of a set's hypotheses are rejected so, keep the least mixed one if at most this.")
-@_fraction("--tie-margin", DEFAULTS.tie_margin,
+@_fraction("--tie-margin", DEFAULTS.sesam.tie_margin,
            "sesam: hypotheses this close to the best coverage of their own component are candidates.")
-@click.option("--overlap-penalty", type=click.FloatRange(0), default=DEFAULTS.overlap_penalty, show_default=True,
+@click.option("--overlap-penalty", type=click.FloatRange(0), default=DEFAULTS.sesam.overlap_penalty,
+              show_default=True,
               help="sesam: candidates are settled jointly; a pixel taken from another class's chosen mask costs "
                    "this much more than a free pixel gains.")
-@_fraction("--box-min-inside", DEFAULTS.box_min_inside,
+@_fraction("--box-min-inside", DEFAULTS.sesam.box_min_inside,
            "sesam, boxes: a hypothesis needs at least this fraction of itself inside its box.")
-@_fraction("--box-min-cover", DEFAULTS.box_min_cover,
+@_fraction("--box-min-cover", DEFAULTS.sesam.box_min_cover,
            "sesam, boxes: a hypothesis must cover at least this fraction of its box.")
-@_fraction("--min-vote-share", VOTES.min_vote_share,
+@_fraction("--min-vote-share", DEFAULTS.votes.min_vote_share,
            "A pixel takes the winning class only when its share of the votes exceeds this.")
-@click.option("--size-exponent", type=click.FloatRange(0), default=VOTES.size_exponent, show_default=True,
+@click.option("--size-exponent", type=click.FloatRange(0), default=DEFAULTS.votes.size_exponent, show_default=True,
               help="Vote weight = predicted IoU / (mask area / image area) ** this: smaller masks weigh more.")
-@click.option("--hypothesis", type=click.IntRange(0), default=JIANG_HYPOTHESIS, show_default=True,
+@click.option("--hypothesis", type=click.IntRange(0), default=DEFAULTS.hypothesis, show_default=True,
               help="jiang: the hypothesis index kept for every prompt set "
                    "(0 with centroid prompts: the naive baseline).")
 @click.option("--reference", is_flag=True,
               help="sesam: the components are those of a dense reference, not of annotations (a CAM pseudo-label "
                    "prompted at its peaks, a network prediction): it guides the choice of masks but does not "
                    "overrule them; only pixels no kept mask decides keep its class.")
-@_fraction("--cam-inside", 0.5, "cam-merge: a mask goes to a class holding more than this fraction of it.")
-@_fraction("--cam-cover", 0.85, "cam-merge: ... or to a class whose region it covers at least this much of.")
+@_fraction("--cam-inside", DEFAULTS.cam_inside,
+           "cam-merge: a mask goes to a class holding more than this fraction of it.")
+@_fraction("--cam-cover", DEFAULTS.cam_cover,
+           "cam-merge: ... or to a class whose region it covers at least this much of.")
 @handle_errors
-def select(inputs: tuple[str, ...], images_dir: str | None, strip_suffixes: tuple[str, ...], output_dir: str,
-           overwrite: bool, shard, keep_going: bool, preset: ClassPreset, strategy: str, unclaimed: str,
+def select(stream: PerImageStream, preset: ClassPreset, strategy: str, unclaimed: str,
            confidence_dir: str | None, instances_path: str | None, other_tolerance: float, other_limit: float,
            tie_margin: float, overlap_penalty: float, box_min_inside: float, box_min_cover: float,
            min_vote_share: float, size_exponent: float, hypothesis: int, reference: bool, cam_inside: float,
@@ -187,19 +113,18 @@ def select(inputs: tuple[str, ...], images_dir: str | None, strip_suffixes: tupl
         raise click.UsageError("--reference applies to --strategy sesam")
     if unclaimed == "background" and not preset.has_background:
         raise click.BadParameter(f"the '{preset.name}' preset has no background class", param_hint="--unclaimed")
-    options = SelectOptions(
+    options = SelectParams(
         strategy, SesamParams(other_tolerance, other_limit, tie_margin, overlap_penalty,
                               box_min_inside=box_min_inside, box_min_cover=box_min_cover),
         VoteParams(min_vote_share, size_exponent), hypothesis, cam_inside, cam_cover, unclaimed, reference)
-    params = options.params(preset)
+    params = options.as_dict(preset)
     companions = {"confidence": (confidence_dir, ".png")} if confidence_dir else {}
-    stage = PerImageStage(STAGE, "pseudo", output_dir, ".png", params, overwrite or bool(instances_path), shard,
-                          keep_going, companions=companions)
+    stage = stream.stage(STAGE, "pseudo", ".png", params, overwrite=bool(instances_path), companions=companions)
     images: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
 
     def make(rec: Record, out: str) -> None:
-        selection, masks = _select_image(rec, options, preset)
+        selection, masks = select_image(rec, preset, options)
         meta = provenance(STAGE, params, rec)
         if confidence_dir:
             confidence = np.round(255 * np.clip(selection.confidence, 0, 1)).astype(np.uint8)
@@ -209,11 +134,10 @@ def select(inputs: tuple[str, ...], images_dir: str | None, strip_suffixes: tupl
             number = len(images) + 1
             images.append(image_entry(number, rec["id"], rec.get("image"), selection.label.shape))
             found = instances(masks["masks"], masks["iou_predictions"], selection, masks["set_component"],
-                              _background(preset))
+                              background_class(preset))
             entries.extend(annotations(found, number, len(entries) + 1))
 
-    records = read_records(inputs, "masks", images_dir, strip_suffixes, suffixes=(".h5",))
-    stage.run(_with_upstream_keys(records), make)
+    stage.run(_with_upstream_keys(stream.records("masks", (".h5",))), make)
     if instances_path:
         write_coco(instances_path, images, entries, preset,
                    {"description": "sesam select instance pseudo-labels", "sesam": provenance(STAGE, params)})

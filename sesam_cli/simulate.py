@@ -16,9 +16,9 @@ from stages.simulate import (
 )
 from stages.tags import DEFAULT_MIN_AREA as TAGS_MIN_AREA, tags_from_label, write_tags
 
-from .options import (classes_option, handle_errors, ids_option, map_colours_option, per_image_options,
-                      reduce_zero_label_option, seed_option)
-from .stream import PerImageStage, Record, index_images, read_records, require
+from .options import (PerImageStream, classes_option, default_of, handle_errors, ids_option, map_colours_option,
+                      per_image_command, reduce_zero_label_option, seed_option)
+from .stream import Record, index_images, require
 
 log = logging.getLogger("sesam")
 
@@ -52,7 +52,7 @@ def _paired(records: Iterable[Record], key: str, paths: dict[str, str]) -> Itera
 
 
 @click.command()
-@per_image_options
+@per_image_command
 @ids_option
 @click.option("--kind", type=click.Choice(KINDS + (TAGS,)), required=True,
               help="Which weak label to simulate (tags: the classes an image contains, for `sesam cam`).")
@@ -64,18 +64,23 @@ def _paired(records: Iterable[Record], key: str, paths: dict[str, str]) -> Itera
 @map_colours_option
 @reduce_zero_label_option
 @seed_option
-@click.option("--points-per-region", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--points-per-region", default=default_of(simulate_weak, "points_per_region"), show_default=True,
+              type=click.IntRange(min=1),
               help="points: clicks per object / stuff region.")
-@click.option("--radius", default=0.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--radius", default=float(default_of(simulate_weak, "radius")), show_default=True,
+              type=click.FloatRange(min=0),
               help="points: each click is a disc of this radius in pixels (0 = a single pixel).")
 @click.option("--thickness", type=click.IntRange(min=1),
               help="scribbles: stroke width in pixels  [default: 3 per 500 px of the image's longest side]")
-@click.option("--max-strokes", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--max-strokes", default=default_of(simulate_weak, "max_strokes"), show_default=True,
+              type=click.IntRange(min=1),
               help="scribbles: at most this many strokes per region.")
-@click.option("--scribble-style", type=click.Choice(SCRIBBLE_STYLES), default="skeleton", show_default=True,
+@click.option("--scribble-style", type=click.Choice(SCRIBBLE_STYLES),
+              default=default_of(simulate_weak, "scribble_style"), show_default=True,
               help="scribbles: skeleton: strokes along each region's skeleton, inside it; human: one long stroke "
                    "per class region through all its touching instances, straying a stroke width past boundaries.")
-@click.option("--margin", default=0.25, show_default=True, type=click.FloatRange(min=0),
+@click.option("--margin", default=default_of(simulate_weak, "margin"), show_default=True,
+              type=click.FloatRange(min=0),
               help="coarse: shrink each region by this many pixels, or below 1 by this fraction of "
                    "its largest distance to its boundary.")
 @click.option("--min-area", type=click.FloatRange(min=0),
@@ -83,9 +88,9 @@ def _paired(records: Iterable[Record], key: str, paths: dict[str, str]) -> Itera
                    "pixels, or below 1 a fraction of the image  [default: 0.001 for coarse, 0.0002 otherwise]")
 @click.pass_context
 @handle_errors
-def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going,
-             ids, kind, instances_dir, preset, map_colours, reduce_zero_label, seed, points_per_region, radius,
-             thickness, max_strokes, scribble_style, margin, min_area) -> None:
+def simulate(ctx: click.Context, stream: PerImageStream, ids, kind, instances_dir, preset, map_colours,
+             reduce_zero_label, seed, points_per_region, radius, thickness, max_strokes, scribble_style, margin,
+             min_area) -> None:
     """Simulate weak labels from ground-truth label maps.
 
     Reads ground-truth PNGs (files, directories, or records with a 'gt' key on stdin) and writes one
@@ -116,7 +121,7 @@ def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir,
     params = {"kind": kind, "seed": seed, "classes": preset.name, "map_colours": map_colours,
               "reduce_zero_label": reduce_zero_label, "min_area": min_area, "instances": instances_dir is not None,
               **options}
-    instance_maps = index_images(instances_dir, strip_suffixes) if instances_dir else None
+    instance_maps = index_images(instances_dir, stream.strip_suffixes) if instances_dir else None
     fractions: list[float] = []
     tag_counts: list[int] = []
 
@@ -146,11 +151,11 @@ def simulate(ctx: click.Context, inputs, images_dir, strip_suffixes, output_dir,
         fractions.append(fraction)
         log.debug("%s: %d regions, %.3g%% of the pixels labelled", record["id"], len(regions), 100 * fraction)
 
-    records = read_records(inputs, "gt", images_dir, strip_suffixes, suffixes=(".png",), ids=ids)
+    records = stream.records("gt", (".png",), ids)
     if instance_maps is not None:
         records = _paired(records, "gt_instances", instance_maps)
-    stage = PerImageStage("simulate", TAGS if kind == TAGS else "weak", output_dir,
-                          ".json" if kind in ("boxes", TAGS) else ".png", params, overwrite, shard, keep_going)
+    stage = stream.stage("simulate", TAGS if kind == TAGS else "weak", ".json" if kind in ("boxes", TAGS) else ".png",
+                         params)
     try:
         stage.run(records, make)
     finally:

@@ -25,10 +25,9 @@ from tqdm import tqdm
 from stages.artifacts import is_current, remove_stale_temporaries
 from stages.errors import SesamInputError
 from stages.labels import IMAGE_SUFFIXES
+from stages.records import KEY_SOURCES, Record, require  # noqa: F401  (re-exported for the commands)
 
 log = logging.getLogger("sesam")
-
-Record = dict[str, Any]
 
 MAX_ID_BYTES = 180
 """Longest id (UTF-8 bytes): an artifact's suffix and temporary name add up to 60 bytes, and 255 is the limit."""
@@ -189,6 +188,15 @@ def records_from_lines(lines: Iterable[str], source: str = "<stdin>") -> Iterato
         log.warning("0 records on %s: nothing to do (did the command before this one fail?)", source)
 
 
+def read_jsonl(path: str) -> list[Record]:
+    """The records of a JSON-lines file; click.BadParameter if it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return list(records_from_lines(handle, source=path))
+    except OSError as exc:
+        raise click.BadParameter(f"{path}: {exc.strerror}") from None
+
+
 def read_records(inputs: Iterable[str], key: str, images_dir: str | None = None,
                  strip_suffixes: Iterable[str] = (), suffixes: tuple[str, ...] = (".png", ".json"),
                  ids: IdList | None = None) -> Iterable[Record]:
@@ -270,30 +278,6 @@ def emit(record: Mapping[str, Any]) -> None:
     out = sys.stdout
     out.write(json.dumps(record, sort_keys=False) + "\n")
     out.flush()
-
-
-KEY_SOURCES = {
-    "image": "pass --images DIR (photos paired by file stem)",
-    "gt": "start the chain with `sesam records --images DIR --key gt=DIR`",
-    "gt_instances": "pass --instances DIR, or `sesam records --key gt_instances=DIR`",
-    "weak": "run `sesam simulate` first, or give weak-label files as arguments",
-    "components": "run `sesam decompose` first",
-    "prompts": "run `sesam sample-prompts` first",
-    "masks": "run `sesam sam-predict` first",
-    "pseudo": "run `sesam select` first",
-    "prediction": "run `sesam refine --predict-only` first",
-    "cam": "give each record a CAM pseudo-label PNG under 'cam'",
-}
-"""How a record gets each key, for the error that names a missing one."""
-
-
-def require(record: Mapping[str, Any], *keys: str, hint: str | None = None) -> None:
-    """Raise SesamInputError if ``record`` lacks any of ``keys``, saying how to get the first missing
-    one (``hint``, else ``KEY_SOURCES``)."""
-    missing = [k for k in keys if not record.get(k)]
-    if missing:
-        how = hint or KEY_SOURCES.get(missing[0], "run the stage that makes it first")
-        raise SesamInputError(None, f"record '{record.get('id')}' has no {', '.join(repr(k) for k in missing)}; {how}")
 
 
 PROGRESS_INTERVAL = 30.0

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import logging
-import signal
-from typing import Any, Iterable
+from typing import Iterable
 
 import click
 
-from stages.artifacts import remove_stale_temporaries
 from stages.errors import SesamInputError
 from stages.train import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, recipe
 
-from .options import classes_option, handle_errors, seed_option, strip_suffix_option
-from .stream import Record, emit, format_duration, progress, read_records, records_from_files, records_from_lines
+from .options import classes_option, device_option, handle_errors, seed_option, strip_suffix_option
+from .stream import Record, emit, read_jsonl, read_records, records_from_files
+from .training import per_optimizer, run_trainer
 
 log = logging.getLogger("sesam")
-
-
-def _read_jsonl(path: str) -> list[Record]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return list(records_from_lines(handle, source=path))
-    except OSError as exc:
-        raise click.BadParameter(f"{path}: {exc.strerror}") from None
 
 
 def _records_from_directories(images_dir: str | None, weak_dir: str | None, pseudo_dir: str | None,
@@ -50,7 +41,7 @@ def _training_records(records_file: str | None, images_dir: str | None, weak_dir
             raise click.UsageError("give records (--records or stdin) or label directories (--weak/--pseudo), not both")
         return _records_from_directories(images_dir, weak_dir, pseudo_dir, strip_suffixes)
     if records_file:
-        return _read_jsonl(records_file)
+        return read_jsonl(records_file)
     return list(read_records([], "weak", images_dir, strip_suffixes))
 
 
@@ -58,74 +49,6 @@ def _per_device(field: str) -> str:
     """The device types' defaults of a setting, for help texts: ``[cpu: 8, cuda: 16]``."""
     return "[" + ", ".join(f"{device}: {getattr(defaults, field)}" for device, defaults in
                            recipe.DEVICE_DEFAULTS.items()) + "]"
-
-
-def _per_optimizer(values: dict[str, float]) -> str:
-    return "[" + ", ".join(f"{name}: {value}" for name, value in values.items()) + "]"
-
-
-class TrainingProgress:
-    """Training progress on stderr (``stream.progress``: a bar on a terminal, a line every
-    $SESAM_PROGRESS_INTERVAL seconds otherwise) with the loss and learning rate. The bar starts at
-    the first reported iteration, so that a resumed run's speed and ETA count only its own iterations."""
-
-    def __init__(self, iterations: int):
-        self.iterations = iterations
-        self.bar = None
-
-    def __call__(self, entry: dict[str, Any]) -> None:
-        if "val_miou" in entry:
-            log.info("iteration %d: validation mIoU %.4f", entry["iteration"], entry["val_miou"])
-            return
-        done = entry["iteration"]
-        if self.bar is None:
-            self.bar = progress(None, "train", total=self.iterations, unit="it", initial=done - 1)
-        self.bar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}", refresh=False)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def summary(result, iterations: int) -> str:
-    """The one-line summary of a finished TrainResult: iterations, time, speed, last loss, the teacher's
-    confident share (when its term is on) and val mIoU."""
-    if result.iteration == result.start:
-        return f"train: nothing to do, {result.checkpoint} holds all {result.iteration} iterations"
-    trained = result.iteration - result.start
-    span = f"{trained} iterations" if result.start == 0 else f"iterations {result.start + 1}-{result.iteration}"
-    line = f"train: {span} of {iterations} in {format_duration(result.seconds)} ({trained / result.seconds:.2f} it/s)"
-    if result.last is not None:
-        line += f", last loss {result.last['loss']:.4f}"
-        if "confident_fraction" in result.last:
-            line += f", teacher confident on {100 * result.last['confident_fraction']:.0f}% of the pixels"
-    if result.validation is not None:
-        line += f", val mIoU {100 * result.validation['val_miou']:.1f}"
-    return f"{line} -> {result.checkpoint}"
-
-
-def run_trainer(trainer, resume: bool = False, overwrite: bool = False):
-    """Run a ``stages.train.loop.Trainer`` with progress on stderr (see TrainingProgress) and a one-line
-    summary at the end; returns its TrainResult. A run stopped by SIGINT/SIGTERM exits 128 + the signal
-    number, saying how to resume. Temporaries that a killed run left in the run directory
-    (``.iter_N.pt.*.tmp``) are removed first."""
-    if trainer.distributed.is_main:
-        for path in remove_stale_temporaries(trainer.output_dir):
-            log.info("train: removed %s, left behind by a killed run", path)
-    report = TrainingProgress(trainer.config.iterations)
-    try:
-        result = trainer.run(resume=resume, overwrite=overwrite,
-                             on_iteration=report if trainer.distributed.is_main else None)
-    finally:
-        report.close()
-    if result.stopped_by is not None:
-        log.error("%s at iteration %d: checkpoint %s; continue with the same command and --resume",
-                  signal.Signals(result.stopped_by).name, result.iteration, result.checkpoint)
-        raise click.exceptions.Exit(128 + result.stopped_by)
-    if trainer.distributed.is_main:
-        log.info("%s", summary(result, trainer.config.iterations))
-    return result
 
 
 @click.command(short_help="Train a segmentation network on weak labels and pseudo-labels.")
@@ -142,12 +65,12 @@ def run_trainer(trainer, resume: bool = False, overwrite: bool = False):
 @strip_suffix_option
 @click.option("--val", "val_file", type=click.Path(dir_okay=False),
               help="Held-out records (JSON lines with image and gt) scored during training.")
-@click.option("--val-every", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--val-every", default=recipe.VAL_EVERY, show_default=True, type=click.IntRange(min=0),
               help="Score --val every N iterations (0: only at the end).")
 @classes_option
 @click.option("--arch", "architecture", default=DEFAULT_ARCHITECTURE, show_default=True,
               type=click.Choice(ARCHITECTURE_NAMES), help="Network (MobileNetV2 for CPUs, ResNets for GPUs).")
-@click.option("--backbone-weights", default="imagenet", show_default=True, metavar="imagenet|none|FILE",
+@click.option("--backbone-weights", default=recipe.BACKBONE_WEIGHTS, show_default=True, metavar="imagenet|none|FILE",
               help="Backbone initialisation: ImageNet weights, random, or an ImageNet state-dict file.")
 @click.option("--init-from", type=click.Path(dir_okay=False),
               help="Start from the weights of a sesam checkpoint (same --arch and --classes).")
@@ -158,19 +81,19 @@ def run_trainer(trainer, resume: bool = False, overwrite: bool = False):
 @click.option("--scale-range", default=recipe.SCALE_RANGE, show_default=True, nargs=2, type=float,
               metavar="MIN MAX", help="Random rescaling factors before cropping.")
 @click.option("--optimizer", default=recipe.OPTIMIZER, show_default=True, type=click.Choice(recipe.OPTIMIZERS))
-@click.option("--lr", type=float, help=f"Backbone learning rate {_per_optimizer(recipe.LEARNING_RATE)}.")
+@click.option("--lr", type=float, help=f"Backbone learning rate {per_optimizer(recipe.LEARNING_RATE)}.")
 @click.option("--head-lr-multiplier", default=recipe.HEAD_LR_MULTIPLIER, show_default=True,
               help="Head learning rate = lr × this.")
-@click.option("--weight-decay", type=float, help=_per_optimizer(recipe.WEIGHT_DECAY))
+@click.option("--weight-decay", type=float, help=per_optimizer(recipe.WEIGHT_DECAY))
 @click.option("--momentum", default=recipe.MOMENTUM, show_default=True, help="SGD momentum.")
 @click.option("--poly-power", default=recipe.POLY_POWER, show_default=True, help="lr × (1 - it/iterations)^power.")
 @click.option("--warmup-iterations", default=recipe.WARMUP_ITERATIONS, show_default=True, type=click.IntRange(min=0),
               help="Linear learning-rate warm-up (at most a tenth of the run).")
-@click.option("--lambda-weak", default=1.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--lambda-weak", default=recipe.LOSS_WEIGHT, show_default=True, type=click.FloatRange(min=0),
               help="Weight of the weak-label loss (0: off).")
-@click.option("--lambda-sam", default=1.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--lambda-sam", default=recipe.LOSS_WEIGHT, show_default=True, type=click.FloatRange(min=0),
               help="Weight of the SAM pseudo-label loss (0: off).")
-@click.option("--lambda-pl", default=1.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--lambda-pl", default=recipe.LOSS_WEIGHT, show_default=True, type=click.FloatRange(min=0),
               help="Weight of the loss on the EMA teacher's confident predictions (0: off, no teacher pass).")
 @click.option("--pl-threshold", default=recipe.PL_THRESHOLD, show_default=True, type=click.FloatRange(0, 1),
               help="Teacher confidence τ above which its prediction is a target.")
@@ -178,11 +101,11 @@ def run_trainer(trainer, resume: bool = False, overwrite: bool = False):
               help="Teacher = EMA of the student with this momentum.")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
 @seed_option
-@click.option("--checkpoint-every", default=500, show_default=True, type=click.IntRange(min=0),
+@click.option("--checkpoint-every", default=recipe.CHECKPOINT_EVERY, show_default=True, type=click.IntRange(min=0),
               help="Write iter_N.pt every N iterations (0: only last.pt at the end).")
 @click.option("--resume", is_flag=True, help="Continue the run in -o from last.pt (a new run if there is none).")
 @click.option("--overwrite", is_flag=True, help="Start again even though -o holds a run.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@device_option
 @click.option("--workers", type=click.IntRange(min=0), help=f"Data-loading processes {_per_device('workers')}.")
 @click.option("--cache-mib", type=click.IntRange(min=0),
               help="Decode the training photos and labels into memory once when they take at most this many "
@@ -238,7 +161,7 @@ def train(output_dir: str, records_file: str | None, images_dir: str | None, wea
         raise click.UsageError(str(exc)) from None
     images = training_images(records, use_weak=lambda_weak > 0, use_pseudo=lambda_sam > 0)
     validation = []
-    for rec in _read_jsonl(val_file) if val_file else []:
+    for rec in read_jsonl(val_file) if val_file else []:
         if not rec.get("image") or not rec.get("gt"):
             raise SesamInputError(val_file, f"record '{rec['id']}' needs 'image' and 'gt'")
         validation.append(ValidationImage(rec["id"], rec["image"], rec["gt"]))

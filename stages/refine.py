@@ -12,19 +12,32 @@ their class, so refinement never overrules an annotator.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 import numpy as np
+from PIL import Image
 
 from . import IGNORE_INDEX
-from .decompose import decompose
+from .decompose import decompose, read_components
+from .errors import SesamInputError
+from .evaluate import Scores, confusion_counts
+from .labels import read_image, read_label, write_label, write_png
+from .presets import ClassPreset
 from .prompts import sample_prompts
 from .sam import predict_prompt_sets
+from .records import Record, require
 from .sam.base import Embedding, SamBackend
-from .select import SesamParams, VoteParams, merge_votes, overlay_weak, select_sesam
+from .select import SesamParams, VoteParams, choose_sesam, kept_classes, merge_votes, overlay_weak
+
+log = logging.getLogger("sesam")
 
 UNCLAIMED = ("ignore", "prediction")
+PREDICTION_OUTPUTS = ("prediction", "prediction_confidence")
+REFINED_OUTPUTS = ("pseudo", "confidence")
+"""The record keys (and artifact folders) of a refine pass: the network's prediction and its
+confidence, and unless predicting only, the refined pseudo-label and its confidence."""
 PROMPT_GROUP, PROMPT_NEGATIVES = "component", 0
 """A prediction's components are prompted as one set each, without negatives: refinement keeps the
 prompts it was measured with (docs/TRAINING.md); the per-point prompts that sample-prompts now uses
@@ -78,14 +91,203 @@ def refine_prediction(backend: SamBackend, embedding: Embedding, prediction: np.
     prompts = sample_prompts(components, "skeleton", spacing=params.spacing, max_points=params.max_points,
                              negatives=PROMPT_NEGATIVES, group=PROMPT_GROUP)
     masks = predict_prompt_sets(backend, embedding, prompts, multimask=True)
-    selection = select_sesam(masks["masks"], masks["iou_predictions"], masks["set_class"], masks["set_component"],
-                             reference, components.component_map, params.selection, votes=params.votes)
-    # select_sesam lays its reference label over the merged masks; with the dense prediction as
-    # reference that would hide SAM's decision, so merge the kept hypotheses again without it.
-    label, vote_confidence = merge_votes(masks["masks"], selection.hypothesis_class, masks["iou_predictions"],
-                                         params.votes)
+    # The sesam choice, but not select_sesam's overlay of its reference: the dense prediction laid
+    # over the merged masks would hide SAM's decision.
+    kept = choose_sesam(masks["masks"], masks["iou_predictions"], masks["set_class"], masks["set_component"],
+                        reference, components.component_map, params.selection)
+    hypothesis_class = kept_classes(kept, masks["set_class"], masks["masks"].shape[1])
+    label, vote_confidence = merge_votes(masks["masks"], hypothesis_class, masks["iou_predictions"], params.votes)
     if params.unclaimed == "prediction":
         undecided = label == IGNORE_INDEX
         label = np.where(undecided, prediction, label).astype(np.uint8)
         vote_confidence = np.where(undecided, confidence, vote_confidence).astype(np.float32)
     return overlay_weak(label, vote_confidence, weak)
+
+
+class Networks:
+    """Trained networks by checkpoint path, loaded once each onto ``device`` (``auto``: CUDA if available).
+
+    Loading a checkpoint whose run stopped before its configured iterations logs a warning: its
+    predictions are those of a network that did not finish training.
+    """
+
+    def __init__(self, preset: ClassPreset, weights: str = "teacher", device: str = "auto"):
+        from .train.distributed import Distributed
+        from .train.loop import resolve_device
+
+        self.preset, self.weights = preset, weights
+        self.device = resolve_device(device, Distributed())
+        self.loaded: dict[str, Any] = {}
+
+    def get(self, path: str):
+        """(model, checkpoint) of ``path``; SesamInputError if it is no checkpoint for the preset."""
+        from .train.checkpoint import load_network
+
+        if path not in self.loaded:
+            model, checkpoint = load_network(path, self.preset, self.weights)
+            planned = checkpoint.get("config", {}).get("iterations")
+            if planned and checkpoint["iteration"] < planned:
+                log.warning("%s stopped at iteration %d of %d: its run did not finish (resume it with "
+                            "`sesam train --resume`)", path, checkpoint["iteration"], planned)
+            self.loaded[path] = (model.to(self.device), checkpoint)
+        return self.loaded[path]
+
+
+def weak_pixels(record: Record, preset: ClassPreset, size: tuple[int, int]) -> np.ndarray:
+    """The labelled pixels (H, W) uint8 of the record's weak label: from its 'components', else its
+    'weak' PNG; all 255 for a boxes JSON (a box labels no pixel for sure)."""
+    if record.get("components"):
+        components = read_components(record["components"])
+        if components.image_size != size:
+            width, height = components.image_size[1], components.image_size[0]
+            raise SesamInputError(record["components"], f"components are {width}x{height} (WxH), "
+                                                        f"the photo {size[1]}x{size[0]}")
+        return components.weak_label
+    require(record, "weak")
+    if record["weak"].endswith(".json"):
+        return np.full(size, IGNORE_INDEX, np.uint8)
+    return read_label(record["weak"], preset, expected_size=size)
+
+
+@dataclass
+class RefinedImage:
+    """One image's refine results: arrays (H, W), labels uint8 (255 = none), confidences float32 in [0, 1];
+    ``pseudo`` / ``confidence`` are None when only predicting. ``network`` describes the checkpoint used."""
+
+    prediction: np.ndarray
+    prediction_confidence: np.ndarray
+    network: dict[str, Any]
+    pseudo: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+
+    def write(self, paths: Mapping[str, str], preset: ClassPreset, meta: Mapping[str, Any]) -> None:
+        """Write the outputs named in ``paths`` (keys of PREDICTION_OUTPUTS + REFINED_OUTPUTS): labels
+        as palette PNGs, confidences as uint8 PNGs (255 × confidence), each with ``meta``."""
+        from .predict import confidence_to_uint8
+
+        for key, path in paths.items():
+            array = getattr(self, key)
+            if key in ("prediction", "pseudo"):
+                write_label(path, array, preset, meta)
+            else:
+                write_png(path, Image.fromarray(confidence_to_uint8(array), mode="L"), meta)
+
+
+@dataclass
+class ImageRefiner:
+    """Refine one record at a time: predict with its 'checkpoint' and, unless ``backend`` is None,
+    refine the prediction with SAM (embeddings through ``cache``, a ``stages.sam.EmbeddingCache``).
+
+    ``window`` / ``stride``: sliding-window prediction (None: the whole image at once).
+    """
+
+    networks: Networks
+    params: RefineParams = RefineParams()
+    backend: SamBackend | None = None
+    cache: Any = None
+    window: int | None = None
+    stride: int | None = None
+
+    @property
+    def predict_only(self) -> bool:
+        return self.backend is None
+
+    def settings(self) -> dict[str, Any]:
+        """The settings an output depends on (and so whether it is up to date)."""
+        settings: dict[str, Any] = {"classes": self.networks.preset.name, "weights": self.networks.weights,
+                                    "window": self.window, "stride": self.stride}
+        if not self.predict_only:
+            settings.update(refine=self.params.as_dict(), model=self.backend.identity.as_dict())
+        return settings
+
+    def refine(self, record: Record) -> RefinedImage:
+        """The prediction of the record's 'image' by its 'checkpoint', and unless predicting only, the
+        refined pseudo-label (its 'weak' or 'components' keep their class)."""
+        from .predict import predict_label
+
+        require(record, "image")
+        require(record, "checkpoint", hint="pass --checkpoint FILE")
+        model, trained = self.networks.get(record["checkpoint"])
+        image = read_image(record["image"])
+        prediction, confidence = predict_label(model, image, self.networks.device, self.window, self.stride)
+        network = {"checkpoint": record["checkpoint"], "iteration": trained["iteration"],
+                   "architecture": trained["architecture"], "weights": self.networks.weights}
+        refined = RefinedImage(prediction, confidence, network)
+        if not self.predict_only:
+            weak = weak_pixels(record, self.networks.preset, image.shape[:2])
+            embedding = self.cache.get_or_compute(self.backend, image)
+            refined.pseudo, refined.confidence = refine_prediction(self.backend, embedding, prediction, confidence,
+                                                                   weak, self.params)
+        return refined
+
+
+class RoundReport:
+    """What one refine pass changed, summed over its images: the share of pixels whose pseudo-label
+    differs from the record's incoming 'pseudo', and where records carry 'gt', the mIoU of the
+    pseudo-labels before and after (``stages.evaluate``). A 'pseudo' or 'gt' that cannot be read
+    is logged once and that comparison dropped: the report never fails an image."""
+
+    def __init__(self, preset: ClassPreset):
+        self.preset = preset
+        self.images = self.changed = self.compared = self.scored = self.scored_before = 0
+        self.before = self.after = None
+        self.unreadable: set[str] = set()
+
+    def _read(self, record: Record, key: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        if not record.get(key) or key in self.unreadable:
+            return None
+        try:
+            return read_label(record[key], self.preset, expected_size=shape)
+        except SesamInputError as exc:
+            self.unreadable.add(key)
+            log.warning("refine: '%s' no longer compared in this pass: %s", key, exc)
+            return None
+
+    def add(self, record: Record, pseudo: np.ndarray) -> None:
+        """Count one image: ``record`` as it came in, ``pseudo`` (H, W) uint8 its refined pseudo-label."""
+        self.images += 1
+        before = self._read(record, "pseudo", pseudo.shape)
+        if before is not None:
+            self.changed += int((before != pseudo).sum())
+            self.compared += pseudo.size
+        gt = self._read(record, "gt", pseudo.shape)
+        if gt is None:
+            return
+        num_classes = self.preset.num_classes
+        self.after = _summed(self.after, confusion_counts(pseudo, gt, num_classes))
+        self.scored += 1
+        if before is not None:
+            self.before = _summed(self.before, confusion_counts(before, gt, num_classes))
+            self.scored_before += 1
+
+    def summary(self) -> str:
+        """'N images, X% of the pixels changed, pseudo-label mIoU a -> b' with the parts the records allowed
+        (the mIoU before only when every scored image had an incoming 'pseudo')."""
+        parts = [f"{self.images} images"]
+        if self.compared:
+            parts.append(f"{100 * self.changed / self.compared:.1f}% of the pixels changed")
+        if self.after is not None and "gt" not in self.unreadable:
+            after = 100 * Scores.from_confusion(self.after).miou
+            if self.before is not None and self.scored_before == self.scored and "pseudo" not in self.unreadable:
+                parts.append(f"pseudo-label mIoU {100 * Scores.from_confusion(self.before).miou:.1f} -> {after:.1f}")
+            else:
+                parts.append(f"pseudo-label mIoU {after:.1f}")
+        return ", ".join(parts)
+
+
+def _summed(total: np.ndarray | None, counts: np.ndarray) -> np.ndarray:
+    return counts if total is None else total + counts
+
+
+def retrainer(records: Iterable[Record], networks: Networks, checkpoint: str, run_dir: str, device: str = "auto",
+              workers: int | None = None):
+    """A ``stages.train.loop.Trainer`` for a new network on the refined ``records`` (their 'pseudo'),
+    with ``checkpoint``'s own training settings, writing to ``run_dir``; run it with ``resume=True``
+    so that a run left there by an interrupted command continues."""
+    from .train.data import training_images
+    from .train.loop import TrainConfig, Trainer
+
+    settings = dict(networks.get(checkpoint)[1]["config"])
+    config = TrainConfig(**{**settings, "scale_range": tuple(settings["scale_range"])})
+    images = training_images(list(records), use_weak=config.lambda_weak > 0, use_pseudo=config.lambda_sam > 0)
+    return Trainer(config, images, networks.preset, run_dir, device=device, workers=workers)

@@ -35,7 +35,11 @@ from scipy import ndimage
 
 from . import IGNORE_INDEX
 from .artifacts import read_h5
+from .decompose import read_components
 from .errors import SesamInputError
+from .labels import read_label
+from .presets import ClassPreset
+from .records import Record, require
 
 STRATEGIES = ("sesam", "jiang", "cam-merge")
 UNCLAIMED = ("auto", "ignore", "background", "nearest")
@@ -45,6 +49,9 @@ nearest decided pixel (see :func:`fill_unclaimed`; docs/SELECT.md has the measur
 DEFAULT_UNCLAIMED = "auto"
 JIANG_HYPOTHESIS = 3
 """Jiang & Yang's choice: SAM's third multimask output, index 3 (hypothesis 0 is the single-mask output)."""
+CAM_MIN_INSIDE, CAM_MIN_COVER = 0.5, 0.85
+"""cam-merge: a mask goes to a class holding more than CAM_MIN_INSIDE of it, or to the one class whose
+region it covers at least CAM_MIN_COVER of (:func:`select_cam_merge`)."""
 CAM_ONLY_CONFIDENCE = 0.5
 """Confidence of cam-merge pixels that keep their CAM label (no SAM mask claimed them)."""
 MASKS_STAGE = "sam-predict"
@@ -395,8 +402,8 @@ def _check_cam_shapes(masks: np.ndarray, iou: np.ndarray, cam: np.ndarray) -> No
                          "(S, M, H, W), (S, M), (H, W)")
 
 
-def select_cam_merge(masks: np.ndarray, iou: np.ndarray, cam: np.ndarray, min_inside: float = 0.5,
-                     min_cover: float = 0.85, background_class: int | None = None,
+def select_cam_merge(masks: np.ndarray, iou: np.ndarray, cam: np.ndarray, min_inside: float = CAM_MIN_INSIDE,
+                     min_cover: float = CAM_MIN_COVER, background_class: int | None = None,
                      votes: VoteParams = VoteParams()) -> Selection:
     """Chen et al.'s merge of automatic-mode masks with a CAM pseudo-label map ``cam`` uint8 (H, W).
 
@@ -473,3 +480,92 @@ def instances(masks: np.ndarray, iou: np.ndarray, selection: Selection, set_comp
         mask = np.logical_or.reduce([masks[s, m] for s, m in members])
         found.append(Instance(mask, cls, float(np.mean([iou[s, m] for s, m in members]))))
     return found
+
+
+def background_class(preset: ClassPreset) -> int | None:
+    """The preset's background class (0) where it has one, else None."""
+    return 0 if preset.has_background else None
+
+
+@dataclass(frozen=True)
+class SelectParams:
+    """Everything that decides one image's pseudo-label: the strategy and its thresholds.
+
+    ``strategy`` is one of ``STRATEGIES``; ``sesam`` / ``votes`` as :class:`SesamParams` /
+    :class:`VoteParams`; ``hypothesis`` the index ``jiang`` keeps; ``cam_inside`` / ``cam_cover`` the
+    ``cam-merge`` thresholds; ``unclaimed`` as :func:`fill_unclaimed` (not for ``cam-merge``);
+    ``reference``: ``sesam`` with a dense reference (:func:`select_sesam_reference`).
+    """
+
+    strategy: str = "sesam"
+    sesam: SesamParams = SesamParams()
+    votes: VoteParams = VoteParams()
+    hypothesis: int = JIANG_HYPOTHESIS
+    cam_inside: float = CAM_MIN_INSIDE
+    cam_cover: float = CAM_MIN_COVER
+    unclaimed: str = DEFAULT_UNCLAIMED
+    reference: bool = False
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not '{self.strategy}'")
+        if self.reference and self.strategy != "sesam":
+            raise ValueError("a reference applies to the sesam strategy")
+
+    def as_dict(self, preset: ClassPreset) -> dict[str, Any]:
+        """The provenance parameters: only what ``strategy`` uses (they decide up-to-dateness)."""
+        chosen: dict[str, Any] = {"strategy": self.strategy, "classes": preset.name, **self.votes.as_dict()}
+        if self.strategy == "sesam":
+            chosen.update(self.sesam.as_dict())
+            if self.reference:
+                chosen["reference"] = True
+        elif self.strategy == "jiang":
+            chosen["hypothesis"] = self.hypothesis
+        else:
+            chosen.update(cam_inside=self.cam_inside, cam_cover=self.cam_cover)
+        if self.strategy != "cam-merge":
+            chosen["unclaimed"] = self.unclaimed
+        return chosen
+
+
+def select_image(record: Record, preset: ClassPreset,
+                 params: SelectParams = SelectParams()) -> tuple[Selection, dict[str, np.ndarray]]:
+    """The pseudo-label of one record: ``params.strategy`` run on its 'masks' (sam-predict) and its
+    'components' (decompose; sesam, jiang) or 'cam' (cam-merge). Returns the selection and the masks
+    datasets (:func:`read_masks`); SesamInputError names a missing key or a file that does not fit."""
+    require(record, "masks")
+    masks = read_masks(record["masks"])
+    background = background_class(preset)
+    size = masks["masks"].shape[2:]
+    if params.strategy == "cam-merge":
+        require(record, "cam")
+        cam = read_label(record["cam"], preset, expected_size=size)
+        return select_cam_merge(masks["masks"], masks["iou_predictions"], cam, params.cam_inside,
+                                params.cam_cover, background, params.votes), masks
+    require(record, "components")
+    components = read_components(record["components"])
+    if components.image_size != size:
+        raise SesamInputError(record["masks"], f"masks are {size[1]}x{size[0]} (WxH) but the components "
+                                               f"{record['components']} are {components.image_size[1]}x"
+                                               f"{components.image_size[0]}")
+    if masks["set_component"].size and (masks["set_component"].min() < 1
+                                        or masks["set_component"].max() > components.count):
+        raise SesamInputError(record["masks"], f"prompt sets name components outside 1..{components.count} of "
+                                               f"{record['components']} (automatic-mode masks need "
+                                               "--strategy cam-merge)")
+    weak = (boxes_weak_label(components.component_map, background) if components.source == "boxes"
+            else components.weak_label)
+    fill = {"unclaimed": params.unclaimed, "background_class": background, "votes": params.votes}
+    if params.strategy == "jiang":
+        if params.hypothesis >= masks["masks"].shape[1]:
+            raise SesamInputError(record["masks"], f"has {masks['masks'].shape[1]} hypotheses per prompt set, no "
+                                                   f"index {params.hypothesis}; run sam-predict with multimask output")
+        return select_fixed(masks["masks"], masks["iou_predictions"], masks["set_class"], weak, params.hypothesis,
+                            **fill), masks
+    if params.reference:
+        return select_sesam_reference(masks["masks"], masks["iou_predictions"], masks["set_class"],
+                                      masks["set_component"], weak, components.component_map, params.sesam,
+                                      **fill), masks
+    boxes = components.component_box if components.source == "boxes" else None
+    return select_sesam(masks["masks"], masks["iou_predictions"], masks["set_class"], masks["set_component"],
+                        weak, components.component_map, params.sesam, boxes, **fill), masks

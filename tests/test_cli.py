@@ -30,3 +30,31 @@ def test_help_does_not_import_torch_or_onnxruntime():
             "print(sorted(m for m in ('torch', 'onnxruntime', 'segment_anything') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+COMPUTING = [("train",), ("refine",), ("sam-predict",), ("embed",), ("cam", "train"), ("cam", "predict")]
+
+
+@pytest.mark.parametrize("command", COMPUTING, ids=" ".join)
+def test_device_is_one_kind_of_option_everywhere(sesam, command):
+    assert "--device auto|cpu|cuda|cuda:N" in sesam(*command, "--help").stdout
+    result = sesam(*command, "--device", "gpu0", expect=2)
+    assert "'gpu0' is no device: use auto, cpu, cuda, cuda:N" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["refine", "sam-predict", "embed"])
+def test_the_sam_checkpoint_is_sam_checkpoint_everywhere(sesam, command):
+    assert "--sam-checkpoint FILE" in sesam(command, "--help").stdout
+
+
+def test_a_gpu_index_reaches_the_sam_backends(sesam, tmp_path):
+    """cuda:N is accepted by every backend; without that GPU each says so, naming the device."""
+    import onnxruntime
+    import torch
+
+    if torch.cuda.is_available() or "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine can use a GPU: the refusal cannot be observed")
+    for backend, problem in (("onnx", "this onnxruntime has no CUDA provider"),
+                             ("torch", "no CUDA device is available to PyTorch here")):
+        result = sesam("embed", "--device", "cuda:1", "--backend", backend, tmp_path, expect=1)
+        assert f"--device cuda:1: {problem}" in result.stderr

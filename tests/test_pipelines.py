@@ -194,7 +194,7 @@ def test_gpus_shards_and_a_checkpoint_change_the_commands(tmp_path):
     commands = dry_run("voc", "all", "DATA=/data/VOC2012", f"WORK={tmp_path / 'w'}", f"SESAM={SESAM}", "SHARDS=3",
                        "GPUS=2", f"CHECKPOINT={checkpoint}", "KINDS=scribbles", "ROUNDS=2")
     for shard in range(3):
-        assert f"CUDA_VISIBLE_DEVICES=$(( {shard} % 2 )) {SESAM} sam-predict --backend sam --checkpoint {checkpoint} " \
+        assert f"CUDA_VISIBLE_DEVICES=$(( {shard} % 2 )) {SESAM} sam-predict --backend sam --sam-checkpoint {checkpoint} " \
                "--model-type vit_h" in commands
         assert f"decompose --shard {shard}/3" in commands
         assert f"refine --shard {shard}/3 --classes voc --backend sam --sam-checkpoint {checkpoint}" in commands

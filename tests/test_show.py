@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from sesam_cli.show import Drawing, paint_masks
 from stages.artifacts import provenance, write_h5
 from stages.labels import read_image, read_label, read_single_channel, write_label
 from stages.presets import get_preset
@@ -19,6 +18,7 @@ from stages.render import (
     NEGATIVE_COLOUR, POSITIVE_COLOUR, draw_boxes, draw_points, grow_specks, heat_colours, overlay_labels, overlay_masks,
     overlay_regions,
 )
+from stages.show import Drawing, paint_masks
 from stages.simulate import image_rng, label_regions, simulate_boxes, simulate_scribbles, write_boxes
 
 VOC = get_preset("voc")

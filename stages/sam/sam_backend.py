@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..devices import is_cuda
 from ..errors import SesamInputError
 from .base import Embedding, ModelIdentity, PromptBatch, SamBackend
 from .transforms import upscale_taps
@@ -46,11 +47,11 @@ DECODE_BATCH = {"cpu": 8, "cuda": 64}
 
 
 def torch_device(device: str) -> str:
-    """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU is an error."""
+    """``auto`` -> cuda if available else cpu; ``cuda`` / ``cuda:N`` without a GPU is an error."""
     import torch
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SesamInputError(None, "--device cuda: no CUDA device is available to PyTorch here")
+    if is_cuda(device) and not torch.cuda.is_available():
+        raise SesamInputError(None, f"--device {device}: no CUDA device is available to PyTorch here")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device

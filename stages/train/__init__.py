@@ -8,3 +8,5 @@ This package file imports no torch, so the CLI can list the architectures cheapl
 
 ARCHITECTURE_NAMES = ("deeplabv3_mobilenet_v2", "deeplabv3_resnet50", "deeplabv3_resnet101")
 DEFAULT_ARCHITECTURE = "deeplabv3_mobilenet_v2"
+WEIGHTS = ("teacher", "student")
+"""A checkpoint's networks: the EMA teacher (the default for predictions) and the student."""

@@ -20,13 +20,13 @@ from .. import __version__
 from ..artifacts import atomic_path
 from ..errors import SesamInputError
 from ..presets import ClassPreset
+from . import WEIGHTS
 from .model import build_model
 
 CHECKPOINT_FORMAT = "sesam-train-checkpoint/1"
 CAM_CHECKPOINT_FORMAT = "sesam-cam-checkpoint/1"
 FORMAT_COMMANDS = {CHECKPOINT_FORMAT: "sesam train", CAM_CHECKPOINT_FORMAT: "sesam cam train"}
 """The command that writes each checkpoint format, for messages."""
-WEIGHTS = ("teacher", "student")
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], format: str = CHECKPOINT_FORMAT) -> None:

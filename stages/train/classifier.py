@@ -47,6 +47,7 @@ from .distributed import Distributed
 from .interrupt import StopRequest
 from .loop import (CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, MetricsLog, TrainResult, _differences, build_optimizer,
                    resolve_device, run_description)
+from . import recipe
 from .recipe import LEARNING_RATE, OPTIMIZERS, WEIGHT_DECAY
 from .model import ARCHITECTURES, MOBILENET_V2, RESNET50, RESNET101, pretrained_classifier
 
@@ -70,9 +71,8 @@ CAM_ARCHITECTURES = {
 }
 """Classifier name -> its features. MobileNetV2's segmentation backbone ends at the 320-channel linear
 bottleneck; its 1x1 convolution to 1280 channels with ReLU6 (ImageNet-trained) is added back."""
-DEFAULT_CAM_ARCHITECTURE = "mobilenet_v2"
-DEFAULT_SCALES = (1.0, 0.5, 1.5, 2.0)
-"""IRN's CAM inference scales."""
+DEFAULT_CAM_ARCHITECTURE = recipe.CAM_ARCHITECTURE
+DEFAULT_SCALES = recipe.CAM_SCALES
 
 
 class CamNetwork(nn.Module):
@@ -112,19 +112,19 @@ class CamTrainConfig:
     """Everything that defines a classifier run (``lr`` / ``weight_decay`` None: the optimizer's default)."""
 
     architecture: str = DEFAULT_CAM_ARCHITECTURE
-    backbone_weights: str = "imagenet"
-    iterations: int = 1000
-    batch_size: int = 16
-    crop_size: int = 320
-    scale_range: tuple[float, float] = (0.5, 1.5)
-    optimizer: str = "sgd"
+    backbone_weights: str = recipe.BACKBONE_WEIGHTS
+    iterations: int = recipe.CAM_ITERATIONS
+    batch_size: int = recipe.CAM_BATCH_SIZE
+    crop_size: int = recipe.CAM_CROP_SIZE
+    scale_range: tuple[float, float] = recipe.CAM_SCALE_RANGE
+    optimizer: str = recipe.OPTIMIZER
     lr: float | None = None
     weight_decay: float | None = None
-    momentum: float = 0.9
-    head_lr_multiplier: float = 10.0
-    poly_power: float = 0.9
+    momentum: float = recipe.MOMENTUM
+    head_lr_multiplier: float = recipe.HEAD_LR_MULTIPLIER
+    poly_power: float = recipe.POLY_POWER
     seed: int = 0
-    checkpoint_every: int = 500
+    checkpoint_every: int = recipe.CHECKPOINT_EVERY
 
     def __post_init__(self) -> None:
         if self.architecture not in CAM_ARCHITECTURES:

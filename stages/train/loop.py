@@ -67,7 +67,7 @@ class TrainConfig:
     """
 
     architecture: str = DEFAULT_ARCHITECTURE
-    backbone_weights: str = "imagenet"
+    backbone_weights: str = recipe.BACKBONE_WEIGHTS
     init_from: str | None = None
     iterations: int | None = None
     batch_size: int | None = None
@@ -80,15 +80,15 @@ class TrainConfig:
     head_lr_multiplier: float = recipe.HEAD_LR_MULTIPLIER
     poly_power: float = recipe.POLY_POWER
     warmup_iterations: int = recipe.WARMUP_ITERATIONS
-    lambda_weak: float = 1.0
-    lambda_sam: float = 1.0
-    lambda_pl: float = 1.0
+    lambda_weak: float = recipe.LOSS_WEIGHT
+    lambda_sam: float = recipe.LOSS_WEIGHT
+    lambda_pl: float = recipe.LOSS_WEIGHT
     pl_threshold: float = recipe.PL_THRESHOLD
     ema_momentum: float = recipe.EMA_MOMENTUM
     amp: bool = True
     seed: int = 0
-    checkpoint_every: int = 500
-    val_every: int = 0
+    checkpoint_every: int = recipe.CHECKPOINT_EVERY
+    val_every: int = recipe.VAL_EVERY
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURE_NAMES:

@@ -26,6 +26,12 @@ it did not help from the ImageNet backbone (docs/TRAINING.md); for higher rates 
 SCALE_RANGE = (0.5, 2.0)
 PL_THRESHOLD = 0.95
 EMA_MOMENTUM = 0.99
+BACKBONE_WEIGHTS = "imagenet"
+LOSS_WEIGHT = 1.0
+"""The default weight of each loss term (weak labels, SAM pseudo-labels, the teacher's predictions)."""
+CHECKPOINT_EVERY = 500
+VAL_EVERY = 0
+"""Score the validation records every N iterations (0: only at the end)."""
 CACHE_SHARE = 0.25
 CACHE_LIMIT_BYTES = 16 << 30
 """Training photos and labels are decoded once into memory up to min(this share of RAM, this limit)."""
@@ -45,6 +51,19 @@ DEVICE_DEFAULTS = {
     "cpu": DeviceDefaults(iterations=2000, batch_size=8, crop_size=321, workers=2),
     "cuda": DeviceDefaults(iterations=2000, batch_size=16, crop_size=321, workers=min(8, os.cpu_count() or 1)),
 }
+
+
+CAM_ARCHITECTURES = ("mobilenet_v2", "resnet50", "resnet101")
+CAM_ARCHITECTURE = "mobilenet_v2"
+CAM_ITERATIONS = 1000
+CAM_BATCH_SIZE = 16
+CAM_CROP_SIZE = 320
+CAM_SCALE_RANGE = (0.5, 1.5)
+CAM_WORKERS = 2
+CAM_SCALES = (1.0, 0.5, 1.5, 2.0)
+CAM_SCORE_THRESHOLD = 0.5
+"""The classifier of ``sesam cam`` (``stages.train.classifier``): its backbones, training defaults,
+IRN's CAM inference scales, and the probability from which a class counts as present."""
 
 
 def device_defaults(device_type: str) -> DeviceDefaults:
