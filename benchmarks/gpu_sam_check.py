@@ -60,7 +60,7 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def parity(images: str, prompts_dir: str, device: str, step: int, photos: int) -> None:
-    from stages.labels import read_image
+    from stages.io.images import read_image
     from stages.prompts import read_prompts
     from stages.sam import load_backend
 

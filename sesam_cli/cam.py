@@ -17,11 +17,11 @@ from typing import Any, Iterable
 import click
 import numpy as np
 
-from stages.artifacts import is_current, provenance, stored_provenance
+from stages.io.artifacts import is_current, provenance, stored_provenance
 from stages.cam import (DEFAULT_BG_THRESHOLD, STAGE, ClassActivationMaps, cam_label, normalise_cams, read_cams,
                         write_cams)
 from stages.errors import SesamInputError
-from stages.labels import IMAGE_SUFFIXES, read_image, write_label
+from stages.io.images import IMAGE_SUFFIXES, read_image, write_label
 from stages.presets import ClassPreset
 from stages.tags import class_outputs, read_tags, read_tags_csv, tag_classes
 

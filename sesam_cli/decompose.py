@@ -6,11 +6,11 @@ import logging
 
 import click
 
-from stages.artifacts import provenance
+from stages.io.artifacts import provenance
 from stages.decompose import (
     CONNECTIVITIES, DEFAULT_CONNECTIVITY, DEFAULT_MIN_AREA, STAGE, decompose_file, write_components,
 )
-from stages.labels import image_size
+from stages.io.images import image_size
 
 from .options import classes_option, handle_errors, map_colours_option, per_image_options
 from .stream import PerImageStage, read_records, require

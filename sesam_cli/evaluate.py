@@ -12,11 +12,11 @@ from typing import Any, Iterable, Mapping
 
 import click
 
-from stages.artifacts import atomic_path
+from stages.io.atomic import write_text
 from stages.errors import SesamInputError
 from stages.evaluate import (Scores, compare_reports, confusion_counts, format_comparison, format_report,
                              load_report, plot_iou, report)
-from stages.labels import read_label
+from stages.io.images import read_label
 from stages.presets import ClassPreset
 
 from .options import (classes_option, handle_errors, ids_option, inputs_argument, map_colours_option,
@@ -70,12 +70,6 @@ def _pairs(records: Iterable[Record], pred_key: str, gt_key: str, gt_dir: str | 
                 gt_dir, f"{len(missing)} ground-truth file(s) have no prediction: {shown} "
                         "(pass --allow-missing to score only the images that have one)")
     return pairs
-
-
-def _write_text(path: str, text: str) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
 
 
 def _csv_text(rows: Iterable[Mapping[str, Any]]) -> str:
@@ -171,9 +165,9 @@ def evaluate(inputs: tuple[str, ...], pred_key: str, gt_dir: str | None, gt_key:
     else:
         click.echo(format_report(rep))
         if json_path:
-            _write_text(json_path, json.dumps(rep, indent=1) + "\n")
+            write_text(json_path, json.dumps(rep, indent=1) + "\n")
     if csv_path:
-        _write_text(csv_path, _csv_text(rows))
+        write_text(csv_path, _csv_text(rows))
     if plot_path:
         plot_iou(plot_path, preset.classes, {"IoU": scores.iou.tolist()})
     log.info("evaluate: %d image(s), mIoU %.1f%%, %.1f%% of the pixels labelled, in %s", len(pairs),

@@ -9,11 +9,10 @@ from typing import Any, Callable, Iterable
 
 import click
 import numpy as np
-from PIL import Image
 
-from stages.artifacts import provenance
+from stages.io.artifacts import provenance
 from stages.errors import SesamInputError
-from stages.labels import IMAGE_SUFFIXES, read_image, read_label, write_label, write_png
+from stages.io.images import IMAGE_SUFFIXES, read_image, read_label, write_confidence, write_label
 from stages.presets import ClassPreset
 
 from .models import backend_from_options, backend_option, cache_dir_option, device_option, embedding_cache, \
@@ -66,12 +65,6 @@ class Networks:
         return self.loaded[path]
 
 
-def _write_confidence(path: str, confidence, meta: dict[str, Any]) -> None:
-    from stages.predict import confidence_to_uint8
-
-    write_png(path, Image.fromarray(confidence_to_uint8(confidence), mode="L"), meta)
-
-
 @dataclass
 class Refiner:
     """The per-image work of one refine pass: predict, and unless ``predict_only``, refine with SAM."""
@@ -106,7 +99,7 @@ class Refiner:
     def run(self, records: Iterable[Record], output_dir: str, checkpoint: str | None, shard,
             sink: Callable[[Record], None]) -> None:
         """Process ``records`` into ``output_dir`` with ``checkpoint`` (None: each record's own)."""
-        from stages.predict import predict_label
+        from stages.train.predict import predict_label
         from stages.refine import refine_prediction
 
         stage = self.stage(output_dir, shard, sink)
@@ -129,14 +122,14 @@ class Refiner:
             meta = provenance(stage.stage, stage.params, rec, network)
             prediction_path = out if self.predict_only else stage.companion_path(rec, "prediction")
             write_label(prediction_path, prediction, networks.preset, meta)
-            _write_confidence(stage.companion_path(rec, "prediction_confidence"), confidence, meta)
+            write_confidence(stage.companion_path(rec, "prediction_confidence"), confidence, meta)
             if self.predict_only:
                 return
             weak = _weak_pixels(rec, networks.preset, image.shape[:2])
             embedding = self.cache.get_or_compute(self.backend, image)
             label, label_confidence = refine_prediction(self.backend, embedding, prediction, confidence, weak,
                                                         self.refine_params)
-            _write_confidence(stage.companion_path(rec, "confidence"), label_confidence, meta)
+            write_confidence(stage.companion_path(rec, "confidence"), label_confidence, meta)
             write_label(out, label, networks.preset, meta)
 
         stage.run((with_checkpoint(rec) for rec in records), make)

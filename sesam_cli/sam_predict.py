@@ -8,9 +8,9 @@ from typing import Any, Callable, Iterable, Iterator
 import click
 import numpy as np
 
-from stages.artifacts import provenance, write_h5
+from stages.io.artifacts import provenance, write_h5
 from stages.errors import SesamInputError
-from stages.labels import IMAGE_SUFFIXES, read_image
+from stages.io.images import IMAGE_SUFFIXES, read_image
 from stages.prompts import PromptSets
 
 from .models import backend_from_options, cache_dir_option, embedding_cache, sam_backend_options

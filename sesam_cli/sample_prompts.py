@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from stages.artifacts import provenance
+from stages.io.artifacts import provenance
 from stages.cam import DEFAULT_MAX_PEAKS, DEFAULT_PEAK_THRESHOLD, DEFAULT_PEAK_WINDOW, PEAKS_STRATEGY, \
     cam_peak_prompts, read_cams
 from stages.decompose import read_components

@@ -9,13 +9,12 @@ from typing import Any, Iterable, Iterator
 
 import click
 import numpy as np
-from PIL import Image
 
-from stages.artifacts import open_h5, provenance
+from stages.io.artifacts import open_h5, provenance
 from stages.decompose import read_components
 from stages.errors import SesamInputError
 from stages.instances import annotations, image_entry, write_coco
-from stages.labels import read_label, write_label, write_png
+from stages.io.images import read_label, write_confidence, write_label
 from stages.presets import ClassPreset
 from stages.select import (DEFAULT_UNCLAIMED, JIANG_HYPOTHESIS, MASKS_STAGE, STRATEGIES, UNCLAIMED, SesamParams,
                            Selection, VoteParams, boxes_weak_label, instances, read_masks, select_cam_merge,
@@ -202,8 +201,7 @@ def select(inputs: tuple[str, ...], images_dir: str | None, strip_suffixes: tupl
         selection, masks = _select_image(rec, options, preset)
         meta = provenance(STAGE, params, rec)
         if confidence_dir:
-            confidence = np.round(255 * np.clip(selection.confidence, 0, 1)).astype(np.uint8)
-            write_png(stage.companion_path(rec, "confidence"), Image.fromarray(confidence, mode="L"), meta)
+            write_confidence(stage.companion_path(rec, "confidence"), selection.confidence, meta)
         write_label(out, selection.label, preset, meta)
         if instances_path:
             number = len(images) + 1

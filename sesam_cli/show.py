@@ -10,10 +10,10 @@ import click
 import numpy as np
 from PIL import Image
 
-from stages.artifacts import provenance
+from stages.io.artifacts import provenance
 from stages.select import read_masks
 from stages.errors import SesamInputError
-from stages.labels import read_image, read_label, read_single_channel, write_png
+from stages.io.images import read_image, read_label, read_single_channel, write_png
 from stages.presets import ClassPreset
 from stages.render import (
     Panel, compose, distinct_colours, draw_boxes, draw_points, marker_radius, overlay_confidence, overlay_labels,

@@ -7,9 +7,9 @@ from typing import Iterable, Iterator
 
 import click
 
-from stages.artifacts import provenance
+from stages.io.artifacts import provenance
 from stages.errors import SesamInputError
-from stages.labels import image_size, read_instances, read_label, write_label
+from stages.io.images import image_size, read_instances, read_label, write_label
 from stages import IGNORE_INDEX
 from stages.simulate import (
     DEFAULT_MIN_AREA, KINDS, SCRIBBLE_STYLES, Boxes, image_rng, label_regions, labelled_fraction, simulate_weak, write_boxes,

@@ -22,9 +22,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import click
 from tqdm import tqdm
 
-from stages.artifacts import is_current, remove_stale_temporaries
+from stages.io.artifacts import is_current
+from stages.io.atomic import remove_stale_temporaries
 from stages.errors import SesamInputError
-from stages.labels import IMAGE_SUFFIXES
+from stages.io.images import IMAGE_SUFFIXES
 
 log = logging.getLogger("sesam")
 
@@ -388,8 +389,8 @@ def progress(iterable: Iterable[Any] | None, desc: str, total: int | None = None
 class PerImageStage:
     """The loop of a per-image command: shard, skip what is up to date, make, add the key, emit.
 
-    ``make(record, out_path)`` writes the artifact (atomically, through ``stages.artifacts`` or
-    ``stages.labels``) and may add more keys to the record. Any error while making one image ends the
+    ``make(record, out_path)`` writes the artifact (atomically, through ``stages.io``)
+    and may add more keys to the record. Any error while making one image ends the
     command with one line naming the image (the traceback with ``sesam -v``); with ``keep_going`` the
     image is logged and left out of the stream instead, and the command exits non-zero at the end.
     ``companions`` (record key -> (directory, suffix)) names further artifacts ``make`` writes beside
@@ -420,7 +421,7 @@ class PerImageStage:
         return os.path.join(directory, checked_id(record["id"], None) + suffix)
 
     def remove_stale_temporaries(self) -> None:
-        """Remove what killed runs left in the output directories (see ``stages.artifacts``)."""
+        """Remove what killed runs left in the output directories (see ``stages.io.atomic``)."""
         folders: dict[str, set[str]] = {self.output_dir: {self.suffix}}
         for directory, suffix in self.companions.values():
             folders.setdefault(directory, set()).add(suffix)

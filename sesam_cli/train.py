@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 import click
 
-from stages.artifacts import remove_stale_temporaries
+from stages.io.atomic import remove_stale_temporaries
 from stages.errors import SesamInputError
 from stages.train import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, recipe
 

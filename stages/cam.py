@@ -28,7 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import IGNORE_INDEX
-from .artifacts import read_h5, write_h5
+from .io.artifacts import read_h5, write_h5
 from .decompose import Components
 from .errors import SesamInputError
 from .prompts import PromptSets

@@ -21,9 +21,9 @@ import numpy as np
 from scipy import ndimage
 
 from . import IGNORE_INDEX
-from .artifacts import read_h5, write_h5
+from .io.artifacts import read_h5, write_h5
 from .errors import SesamInputError
-from .labels import read_label
+from .io.images import read_label
 from .presets import ClassPreset
 
 STAGE = "decompose"

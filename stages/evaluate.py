@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import IGNORE_INDEX
-from .artifacts import atomic_path
+from .io.atomic import atomic_path
 from .errors import SesamInputError
 
 _CODES = 256

@@ -9,13 +9,12 @@ Boxes are COCO's [x, y, width, height] in pixels.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .artifacts import atomic_path
+from .io.atomic import write_json
 from .presets import ClassPreset
 from .select import Instance
 
@@ -61,6 +60,4 @@ def write_coco(path: str | os.PathLike, images: list[Mapping[str, Any]], entries
     """Atomically write a COCO instances JSON: ``info``, ``images``, ``annotations``, ``categories``."""
     document = {"info": dict(info or {}), "images": list(images), "annotations": list(entries),
                 "categories": categories(preset)}
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(document, handle)
+    write_json(path, document)

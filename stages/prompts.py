@@ -35,7 +35,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
-from .artifacts import read_h5, write_h5
+from .io.artifacts import read_h5, write_h5
 from .decompose import Components
 from .errors import SesamInputError
 

@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import IGNORE_INDEX
-from .artifacts import read_h5
+from .io.artifacts import read_h5
 from .errors import SesamInputError
 
 STRATEGIES = ("sesam", "jiang", "cam-merge")

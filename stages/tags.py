@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .artifacts import atomic_path
+from .io.atomic import write_json
 from .errors import SesamInputError
 from .presets import ClassPreset
 from .simulate import resolve_size
@@ -123,9 +123,4 @@ def multi_hot(tags: np.ndarray, preset: ClassPreset) -> np.ndarray:
 def write_tags(path: str | os.PathLike, tags: np.ndarray, preset: ClassPreset,
                meta: Mapping[str, Any] | None = None) -> None:
     """Atomically write a tags JSON file (class names), with provenance ``meta`` under ``sesam``."""
-    content: dict[str, Any] = {"tags": [preset.classes[int(index)] for index in tags]}
-    if meta is not None:
-        content["sesam"] = dict(meta)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(content, handle)
+    write_json(path, {"tags": [preset.classes[int(index)] for index in tags]}, meta)

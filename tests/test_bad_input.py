@@ -29,9 +29,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sesam_cli.main import cli
-from stages.artifacts import provenance, write_h5
+from stages.io.artifacts import provenance, write_h5
 from stages.decompose import decompose, write_components
-from stages.labels import read_label, write_label
+from stages.io.images import read_label, write_label
 from stages.presets import get_preset
 from stages.prompts import PromptSets, read_prompts, sample_prompts, write_prompts
 from tiny_sam import TINY_MODEL_TYPE, save_tiny_checkpoint
@@ -133,7 +133,7 @@ class World:
         until a line arrives on its stdin, then finishes the write."""
         code = textwrap.dedent(f"""
             import sys
-            from stages.artifacts import atomic_path
+            from stages.io.atomic import atomic_path
             with atomic_path({target!r}) as tmp:
                 open(tmp, "wb").write(b"half an artifact")
                 print("ready", flush=True)
@@ -356,7 +356,7 @@ def _live_writer_survives(world: World, outcome: Outcome) -> None:
 
 
 def _checkpoint_temporaries(world: World, sam: dict) -> None:
-    from stages.artifacts import _HOST
+    from stages.io.atomic import _HOST
 
     open(world.path("out", "train", f".iter_20.pt.{dead_pid()}@{_HOST}.abcd1234.tmp"), "wb").close()
     old = world.path("out", "train", ".iter_40.pt.x9y8z7w6.tmp")
@@ -365,7 +365,7 @@ def _checkpoint_temporaries(world: World, sam: dict) -> None:
 
 
 def _cache_temporary(world: World, sam: dict) -> None:
-    from stages.artifacts import _HOST
+    from stages.io.atomic import _HOST
 
     entry = warm_cache(world, sam)
     os.unlink(entry)

@@ -17,11 +17,11 @@ import torch
 from PIL import Image
 
 from stages import IGNORE_INDEX
-from stages.artifacts import read_h5
+from stages.io.artifacts import read_h5
 from stages.cam import ClassActivationMaps, cam_label, cam_peak_prompts, cam_peaks, read_cams, write_cams
 from stages.decompose import decompose
 from stages.errors import SesamInputError
-from stages.labels import read_image, read_label, write_label, write_png
+from stages.io.images import read_image, read_label, write_label, write_png
 from stages.presets import get_preset, load_classes_file
 from stages.prompts import read_prompts
 from stages.select import select_sesam_reference
@@ -177,7 +177,7 @@ def test_cams_artifacts_round_trip_as_float16(tmp_path):
 
 
 def write_h5_of_stage(path, stage: str):
-    from stages.artifacts import write_h5
+    from stages.io.artifacts import write_h5
     write_h5(path, {"cams": np.zeros((1, 2, 2))}, {"stage": stage})
     return path
 

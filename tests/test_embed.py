@@ -8,7 +8,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from stages.artifacts import read_h5
+from stages.io.artifacts import read_h5
 from stages.sam.models import DEFAULT_MODEL
 
 

@@ -12,9 +12,10 @@ from PIL import Image
 
 from sesam_cli.stream import (LogProgress, PerImageStage, Shard, format_duration, record_id, records_from_files,
                               records_from_lines)
-from stages.artifacts import atomic_path, is_current, open_h5, provenance, read_h5, write_h5
+from stages.io.artifacts import is_current, open_h5, provenance, read_h5, write_h5
+from stages.io.atomic import atomic_path
 from stages.errors import SesamInputError
-from stages.labels import read_image, read_label, read_png_provenance, write_label
+from stages.io.images import read_image, read_label, read_png_provenance, write_label
 from stages.presets import ADE20K_CLASSES, CITYSCAPES_CLASSES, get_preset, load_classes_file
 
 

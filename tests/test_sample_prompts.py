@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from skimage import draw
 
-from stages.artifacts import read_h5
+from stages.io.artifacts import read_h5
 from stages.decompose import decompose, decompose_boxes, read_components, write_components
 from stages.prompts import STRATEGIES, PromptSets, read_prompts, sample_prompts, write_prompts
 

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from stages.artifacts import provenance, write_h5
+from stages.io.artifacts import provenance, write_h5
 from stages.decompose import decompose, decompose_boxes, write_components
 from stages.evaluate import Scores, confusion_counts
-from stages.labels import read_label, read_single_channel, write_label
+from stages.io.images import read_label, read_single_channel, write_label
 from stages.presets import get_preset
 from stages.simulate import image_rng, label_regions, simulate_points
 from stages.select import (SesamParams, VoteParams, choose_sesam, fill_unclaimed, instances, merge_votes,

@@ -12,8 +12,8 @@ from PIL import Image
 from scipy import ndimage
 
 from sesam_cli.show import Drawing, paint_masks
-from stages.artifacts import provenance, write_h5
-from stages.labels import read_image, read_label, read_single_channel, write_label
+from stages.io.artifacts import provenance, write_h5
+from stages.io.images import read_image, read_label, read_single_channel, write_label
 from stages.presets import get_preset
 from stages.render import (
     NEGATIVE_COLOUR, POSITIVE_COLOUR, draw_boxes, draw_points, grow_specks, heat_colours, overlay_labels, overlay_masks,

@@ -21,7 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..artifacts import open_h5, provenance, remove_stale_temporaries, write_h5
+from ..io.artifacts import open_h5, provenance, write_h5
+from ..io.atomic import remove_stale_temporaries
 from ..errors import SesamInputError
 from .base import Embedding, SamBackend
 

@@ -18,7 +18,7 @@ import torch
 
 from .. import IGNORE_INDEX
 from ..errors import SesamInputError
-from ..labels import image_size, read_image, read_label
+from ..io.images import image_size, read_image, read_label
 from ..presets import ClassPreset
 from .augment import IMAGENET_MEAN, IMAGENET_STD, draw_augmentation
 

@@ -32,11 +32,11 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..artifacts import atomic_path
+from ..io.atomic import atomic_path, write_json
 from ..errors import SesamInputError
 from ..evaluate import Scores, confusion_counts
-from ..labels import read_image, read_label
-from ..predict import predict_label
+from ..io.images import read_image, read_label
+from .predict import predict_label
 from ..presets import ClassPreset
 from . import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, recipe
 from .augment import augment_batch
@@ -472,8 +472,7 @@ class Trainer:
             for name in os.listdir(self.output_dir):
                 if name == LAST_CHECKPOINT or (name.startswith("iter_") and name.endswith(".pt")):
                     os.unlink(os.path.join(self.output_dir, name))
-        with atomic_path(os.path.join(self.output_dir, CONFIG_FILE)) as tmp, open(tmp, "w") as handle:
-            json.dump(self.description, handle, indent=2)
+        write_json(os.path.join(self.output_dir, CONFIG_FILE), self.description, indent=2)
 
     def _loop(self, network: nn.Module, store: ImageStore, start: int, stop: StopRequest,
               metrics: MetricsLog | None, on_iteration: Callable[[dict[str, Any]], None] | None) -> TrainResult:

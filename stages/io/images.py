@@ -14,10 +14,10 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from . import IGNORE_INDEX
-from .artifacts import atomic_path
-from .errors import SesamInputError
-from .presets import ClassPreset
+from .. import IGNORE_INDEX
+from ..errors import SesamInputError
+from ..presets import ClassPreset
+from .atomic import atomic_path
 
 PNG_TEXT_KEY = "sesam"
 CLASSES_KEY = "classes"
@@ -213,3 +213,14 @@ def read_png_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return None
     return None if text is None else json.loads(text)
+
+
+def confidence_to_uint8(confidence: np.ndarray) -> np.ndarray:
+    """A [0, 1] float confidence map as uint8 round(255 × confidence), the stored PNG form."""
+    return np.round(np.clip(confidence, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def write_confidence(path: str | os.PathLike, confidence: np.ndarray, meta: Mapping[str, Any] | None = None) -> None:
+    """Atomically write an (H, W) float confidence map in [0, 1] as a grey PNG of
+    round(255 × confidence), with ``meta`` (provenance) in its text chunk."""
+    write_png(path, Image.fromarray(confidence_to_uint8(confidence), mode="L"), meta)
