@@ -69,8 +69,7 @@ from stages.sam.cache import EmbeddingCache
 from stages.sam.models import embeddings_dir
 from stages.sam.predict import predict_prompt_sets
 from stages.sam.registry import load_backend
-from stages.select import SesamParams, VoteParams, keep_reference, kept_classes, merge_votes, select_cam_merge, \
-    select_sesam_reference
+from stages.select import (SesamParams, VoteParams, keep_reference, kept_classes, merge_votes, select_cam_merge, select_sesam_reference)
 from stages.tags import class_outputs, tag_classes, tags_from_label
 from stages.train.classifier import CamTrainConfig, CamTrainer, TaggedImage, class_activation_maps, load_classifier
 

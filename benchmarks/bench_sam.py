@@ -41,7 +41,7 @@ from scipy import ndimage
 
 from stages.io.artifacts import provenance, write_h5
 from stages.io.images import read_image
-from stages.prompts import PromptSets
+from stages.io.prompts import PromptSets
 from stages.sam import EmbeddingCache, load_backend, mask_boxes, predict_prompt_sets
 
 CLICKED = 20

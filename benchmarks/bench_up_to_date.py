@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image
 
 from stages.io.artifacts import _sha256, input_identities, is_current, provenance, stored_provenance, write_h5
-from stages.decompose import decompose, write_components
+from stages.decompose import decompose
+from stages.io.components import write_components
 from stages.io.images import write_label
 from stages.presets import get_preset
 

@@ -7,9 +7,8 @@ import logging
 import click
 
 from stages.io.artifacts import provenance
-from stages.decompose import (
-    CONNECTIVITIES, DEFAULT_CONNECTIVITY, DEFAULT_MIN_AREA, STAGE, decompose_file, write_components,
-)
+from stages.decompose import CONNECTIVITIES, DEFAULT_CONNECTIVITY, DEFAULT_MIN_AREA, decompose_file
+from stages.io.components import STAGE, write_components
 from stages.io.images import image_size
 
 from .options import classes_option, handle_errors, map_colours_option, per_image_options

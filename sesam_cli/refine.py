@@ -30,7 +30,7 @@ OUTPUTS = ("pseudo", "confidence", "prediction", "prediction_confidence")
 
 def _weak_pixels(record: Record, preset: ClassPreset, size: tuple[int, int]):
     """The labelled pixels of the record's weak label (all 255 for boxes): from its components, else its PNG."""
-    from stages.decompose import read_components
+    from stages.io.components import read_components
 
     if record.get("components"):
         components = read_components(record["components"])

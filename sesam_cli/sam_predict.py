@@ -8,10 +8,11 @@ from typing import Any, Callable, Iterable, Iterator
 import click
 import numpy as np
 
-from stages.io.artifacts import provenance, write_h5
+from stages.io.artifacts import provenance
 from stages.errors import SesamInputError
 from stages.io.images import IMAGE_SUFFIXES, read_image
-from stages.prompts import PromptSets
+from stages.io.masks import STAGE, write_masks
+from stages.io.prompts import PromptSets
 
 from .models import backend_from_options, cache_dir_option, embedding_cache, sam_backend_options
 from .options import handle_errors, per_image_options
@@ -108,7 +109,8 @@ def sam_predict(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard
       sesam sam-predict --grid 32 -o work/auto data/JPEGImages
       sesam sam-predict --device cuda --batch-images 8 -o work/masks < work/prompts.jsonl > work/masks.jsonl
     """
-    from stages.sam import automatic_masks, predict_prompt_sets, read_prompt_sets
+    from stages.io.prompts import read_prompt_sets
+    from stages.sam import automatic_masks, predict_prompt_sets
 
     if grid and iterative:
         raise click.UsageError("--iterative refines prompt sets; it does not apply to --grid")
@@ -139,11 +141,11 @@ def sam_predict(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard
             arrays = automatic_masks(backend, embedding, grid, multimask, pred_iou_thresh, stability_thresh, nms_thresh)
         else:
             arrays = predict_prompt_sets(backend, embedding, prompts, multimask, iterative, record["prompts"])
-        attrs = provenance("sam-predict", params, record, backend.identity.as_dict())
+        attrs = provenance(STAGE, params, record, backend.identity.as_dict())
         attrs.update(mode="auto" if grid else "prompts", multimask=multimask)
-        write_h5(out, arrays, attrs)
+        write_masks(out, arrays, attrs)
 
-    stage = PerImageStage("sam-predict", "masks", output_dir, ".h5", params, overwrite, shard, keep_going)
+    stage = PerImageStage(STAGE, "masks", output_dir, ".h5", params, overwrite, shard, keep_going)
     stage.run(batches.stream(records, batch_images, stage.will_make), make)
     if cache is not None:
         log.info("sam-predict: %d images encoded, %d embeddings reused from the cache", cache.computed, cache.reused)

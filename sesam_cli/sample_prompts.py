@@ -9,12 +9,10 @@ import click
 from stages.io.artifacts import provenance
 from stages.cam import DEFAULT_MAX_PEAKS, DEFAULT_PEAK_THRESHOLD, DEFAULT_PEAK_WINDOW, PEAKS_STRATEGY, \
     cam_peak_prompts, read_cams
-from stages.decompose import read_components
+from stages.io.components import read_components
 from stages.errors import SesamInputError
-from stages.prompts import (
-    DEFAULT_FRACTION, DEFAULT_SPACING, GROUPS, STAGE, STRATEGIES, STRATEGY_DEFAULTS, STRATEGY_OPTIONS,
-    resolve_options, sample_prompts as sample, write_prompts,
-)
+from stages.io.prompts import STAGE, write_prompts
+from stages.prompts import (DEFAULT_FRACTION, DEFAULT_SPACING, GROUPS, STRATEGIES, STRATEGY_DEFAULTS, STRATEGY_OPTIONS, resolve_options, sample_prompts as sample)
 from stages.simulate import image_rng
 
 from .options import handle_errors, per_image_options, seed_option

@@ -11,14 +11,13 @@ import click
 import numpy as np
 
 from stages.io.artifacts import open_h5, provenance
-from stages.decompose import read_components
+from stages.io.components import read_components
 from stages.errors import SesamInputError
 from stages.instances import annotations, image_entry, write_coco
 from stages.io.images import read_label, write_confidence, write_label
 from stages.presets import ClassPreset
-from stages.select import (DEFAULT_UNCLAIMED, JIANG_HYPOTHESIS, MASKS_STAGE, STRATEGIES, UNCLAIMED, SesamParams,
-                           Selection, VoteParams, boxes_weak_label, instances, read_masks, select_cam_merge,
-                           select_fixed, select_sesam, select_sesam_reference)
+from stages.io.masks import STAGE as MASKS_STAGE, read_masks
+from stages.select import (DEFAULT_UNCLAIMED, JIANG_HYPOTHESIS, STRATEGIES, UNCLAIMED, SesamParams, Selection, VoteParams, boxes_weak_label, instances, select_cam_merge, select_fixed, select_sesam, select_sesam_reference)
 
 from .options import classes_option, handle_errors, per_image_options
 from .stream import PerImageStage, Record, read_records, require

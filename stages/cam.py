@@ -29,9 +29,9 @@ from scipy import ndimage
 
 from . import IGNORE_INDEX
 from .io.artifacts import read_h5, write_h5
-from .decompose import Components
+from .io.components import Components
 from .errors import SesamInputError
-from .prompts import PromptSets
+from .io.prompts import PromptSets
 
 STAGE = "cam"
 DATASETS = ("cams", "cam_class", "class_scores")

@@ -34,8 +34,6 @@ import numpy as np
 from scipy import ndimage
 
 from . import IGNORE_INDEX
-from .io.artifacts import read_h5
-from .errors import SesamInputError
 
 STRATEGIES = ("sesam", "jiang", "cam-merge")
 UNCLAIMED = ("auto", "ignore", "background", "nearest")
@@ -47,23 +45,6 @@ JIANG_HYPOTHESIS = 3
 """Jiang & Yang's choice: SAM's third multimask output, index 3 (hypothesis 0 is the single-mask output)."""
 CAM_ONLY_CONFIDENCE = 0.5
 """Confidence of cam-merge pixels that keep their CAM label (no SAM mask claimed them)."""
-MASKS_STAGE = "sam-predict"
-MASK_DATASETS = ("masks", "iou_predictions", "set_component", "set_class")
-
-
-def read_masks(path: str) -> dict[str, np.ndarray]:
-    """The datasets of a ``masks`` artifact (stage sam-predict) that selection needs: ``masks`` bool
-    (S, M, H, W), ``iou_predictions`` (S, M), ``set_component``, ``set_class`` (S,), and any others
-    it holds. A file that is not one raises SesamInputError naming it."""
-    datasets, _attrs = read_h5(path, MASKS_STAGE)
-    missing = [name for name in MASK_DATASETS if name not in datasets]
-    if missing:
-        raise SesamInputError(path, f"lacks dataset(s) {', '.join(missing)}; rerun 'sesam sam-predict'")
-    masks = datasets["masks"]
-    if (masks.ndim != 4 or datasets["iou_predictions"].shape != masks.shape[:2]
-            or datasets["set_class"].shape != masks.shape[:1] or datasets["set_component"].shape != masks.shape[:1]):
-        raise SesamInputError(path, "inconsistent dataset shapes; rerun 'sesam sam-predict'")
-    return datasets
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,12 @@ from PIL import Image
 
 from sesam_cli.main import cli
 from stages.io.artifacts import provenance, write_h5
-from stages.decompose import decompose, write_components
+from stages.decompose import decompose
+from stages.io.components import write_components
 from stages.io.images import read_label, write_label
 from stages.presets import get_preset
-from stages.prompts import PromptSets, read_prompts, sample_prompts, write_prompts
+from stages.io.prompts import PromptSets, read_prompts, write_prompts
+from stages.prompts import sample_prompts
 from tiny_sam import TINY_MODEL_TYPE, save_tiny_checkpoint
 
 VOC = get_preset("voc")
@@ -296,7 +298,7 @@ def _all_ignore(fill: int) -> Callable[[World, Outcome], None]:
 
 def _components_of(weak_path: str) -> Callable[[World, Outcome], None]:
     def check(world: World, outcome: Outcome) -> None:
-        from stages.decompose import read_components
+        from stages.io.components import read_components
 
         assert "1 made" in outcome.log or "2 made" in outcome.log, outcome.log
         made = read_components(outcome.records[-1]["components"])
@@ -326,7 +328,7 @@ def _replace_weak_keeping_mtime(world: World, sam: dict) -> None:
 
 
 def _redone_from_new_content(world: World, outcome: Outcome) -> None:
-    from stages.decompose import read_components
+    from stages.io.components import read_components
 
     assert "1 made, 0 up to date" in outcome.log
     np.testing.assert_array_equal(read_components(outcome.records[0]["components"]).weak_label, world.notes["weak"])
@@ -420,7 +422,7 @@ def _strace_or_skip(world: World, sam: dict) -> None:
 
 
 def _float_masks(world: World, sam: dict) -> None:
-    from stages.decompose import read_components
+    from stages.io.components import read_components
 
     record = world.record("a", keys=("image", "gt", "weak"))
     world.write_masks("a", read_components(world.path("components", "a.h5")), record, dtype=np.float32)

@@ -23,7 +23,7 @@ from stages.decompose import decompose
 from stages.errors import SesamInputError
 from stages.io.images import read_image, read_label, write_label, write_png
 from stages.presets import get_preset, load_classes_file
-from stages.prompts import read_prompts
+from stages.io.prompts import read_prompts
 from stages.select import select_sesam_reference
 from stages.tags import multi_hot, read_tags, read_tags_csv, tag_classes, tags_from_label
 from stages.train.checkpoint import read_checkpoint

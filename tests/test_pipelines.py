@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from stages import IGNORE_INDEX
-from stages.decompose import read_boxes
+from stages.io.boxes import read_boxes
 from stages.io.images import read_label
 from stages.presets import get_preset
 

@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from stages.io.artifacts import provenance, read_h5
 from stages.io.images import read_image
-from stages.prompts import PromptSets, write_prompts
+from stages.io.prompts import PromptSets, write_prompts
 from stages.sam import box_nms
 from tiny_sam import TINY_MODEL_TYPE, save_tiny_checkpoint
 
@@ -200,7 +200,7 @@ def test_sam_predict_help_has_an_example(sesam):
 
 
 def test_prompt_problems_name_what_is_wrong():
-    from stages.sam import prompt_problems
+    from stages.io.prompts import prompt_problems
 
     def sets(points, point_set, boxes, size=(100, 200)):
         count = len(boxes)

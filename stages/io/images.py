@@ -122,7 +122,7 @@ def read_label(path: str | os.PathLike, preset: ClassPreset, map_colours: bool =
         label = np.where(np.isin(label, preset.void_values), IGNORE_INDEX, label)
     preset.check_values(label, path)
     label = label.astype(np.uint8)
-    _check_size(path, label, expected_size)
+    check_same_size(path, label.shape, expected_size, "label size")
     return label
 
 
@@ -144,11 +144,14 @@ def _check_written_classes(path: str | os.PathLike, image: Image.Image, preset: 
                   f"those of '{preset.name}' ({_short_list(preset.classes)}); pass the --classes it was made with")
 
 
-def _check_size(path: str | os.PathLike, array: np.ndarray, expected_size: tuple[int, int] | None) -> None:
-    if expected_size is not None and array.shape[:2] != tuple(expected_size):
-        raise SesamInputError(
-            path, f"label size {array.shape[1]}x{array.shape[0]} (WxH) does not match its photo's "
-                  f"{expected_size[1]}x{expected_size[0]}")
+def check_same_size(path: str | os.PathLike | None, size: tuple[int, ...], expected: tuple[int, ...] | None,
+                    what: str = "size", of: str = "its photo's") -> None:
+    """Raise SesamInputError naming ``path`` unless ``size`` and ``expected`` agree in (H, W) (their
+    first two entries: an array's shape will do); ``expected`` None checks nothing. The message reads
+    "``what`` WxH (WxH) does not match ``of`` WxH"."""
+    if expected is not None and tuple(size[:2]) != tuple(expected[:2]):
+        raise SesamInputError(path, f"{what} {size[1]}x{size[0]} (WxH) does not match {of} "
+                                    f"{expected[1]}x{expected[0]}")
 
 
 def read_single_channel(path: str | os.PathLike, expected_size: tuple[int, int] | None = None) -> np.ndarray:
@@ -161,7 +164,7 @@ def read_single_channel(path: str | os.PathLike, expected_size: tuple[int, int] 
     if image.mode not in ("P", "L"):
         raise SesamInputError(path, f"is a '{image.mode}' image, not an 8-bit single-channel PNG")
     array = np.asarray(image)
-    _check_size(path, array, expected_size)
+    check_same_size(path, array.shape, expected_size)
     return array
 
 
@@ -182,7 +185,7 @@ def read_instances(path: str | os.PathLike, expected_size: tuple[int, int] | Non
     else:
         raise SesamInputError(path, f"is a '{image.mode}' image, not an 8-bit (VOC) or 16-bit (Cityscapes) "
                                     "instance-id PNG")
-    _check_size(path, ids, expected_size)
+    check_same_size(path, ids.shape, expected_size)
     return ids
 
 
