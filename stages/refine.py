@@ -21,7 +21,8 @@ from . import IGNORE_INDEX
 from .decompose import decompose
 from .prompts import sample_prompts
 from .sam import predict_prompt_sets
-from .sam.base import Embedding, SamBackend
+from .io.embeddings import Embedding
+from .sam.base import SamBackend
 from .select import SesamParams, VoteParams, merge_votes, overlay_weak, select_sesam
 
 UNCLAIMED = ("ignore", "prediction")

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..errors import SesamInputError
 from ..io.prompts import PromptSets
-from .base import Embedding, PromptBatch, SamBackend
+from ..io.embeddings import Embedding
+from .base import PromptBatch, SamBackend
 
 
 def _hypotheses(multimask: bool) -> slice:
