@@ -38,7 +38,8 @@ from stages.presets import get_preset  # noqa: E402
 from stages.io.prompts import write_prompts
 from stages.prompts import sample_prompts
 from stages.io.boxes import Boxes
-from stages.simulate import (DEFAULT_MIN_AREA, KINDS, Regions, image_rng, label_regions, labelled_fraction, simulate_scribbles, simulate_weak)
+from stages.simulate import (DEFAULT_MIN_AREA, KINDS, Regions, image_rng, label_regions, labelled_fraction,
+                             simulate_scribbles, simulate_weak)
 
 def median_seconds(run: Callable[[], object], repeat: int) -> tuple[float, object]:
     times, result = [], None

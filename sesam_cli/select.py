@@ -13,7 +13,7 @@ import numpy as np
 from stages.io.artifacts import open_h5, provenance
 from stages.io.components import read_components
 from stages.errors import SesamInputError
-from stages.instances import annotations, image_entry, write_coco
+from stages.io.coco import annotations, image_entry, write_coco
 from stages.io.images import read_label, write_confidence, write_label
 from stages.presets import ClassPreset
 from stages.io.masks import STAGE as MASKS_STAGE, read_masks

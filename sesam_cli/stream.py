@@ -389,9 +389,9 @@ def progress(iterable: Iterable[Any] | None, desc: str, total: int | None = None
 class PerImageStage:
     """The loop of a per-image command: shard, skip what is up to date, make, add the key, emit.
 
-    ``make(record, out_path)`` writes the artifact (atomically, through ``stages.io``)
-    and may add more keys to the record. Any error while making one image ends the
-    command with one line naming the image (the traceback with ``sesam -v``); with ``keep_going`` the
+    ``make(record, out_path)`` writes the artifact (atomically, through ``stages.io``) and may add
+    more keys to the record. Any error while making one image ends the command with one line naming
+    the image (the traceback with ``sesam -v``); with ``keep_going`` the
     image is logged and left out of the stream instead, and the command exits non-zero at the end.
     ``companions`` (record key -> (directory, suffix)) names further artifacts ``make`` writes beside
     the main one (written before it): an image is up to date only if they exist too, and their keys

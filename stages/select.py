@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import IGNORE_INDEX
+from .io.coco import Instance
 
 STRATEGIES = ("sesam", "jiang", "cam-merge")
 UNCLAIMED = ("auto", "ignore", "background", "nearest")
@@ -112,15 +113,6 @@ class Selection:
         """int32 (S,): the kept hypothesis of each prompt set (the first, if several), -1 = none."""
         taken = self.hypothesis_class >= 0
         return np.where(taken.any(axis=1), taken.argmax(axis=1), -1).astype(np.int32)
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One object: ``mask`` bool (H, W), its class, and its score (mean predicted IoU of its masks)."""
-
-    mask: np.ndarray
-    class_index: int
-    score: float
 
 
 def boxes_weak_label(component_map: np.ndarray, background_class: int | None) -> np.ndarray:

@@ -15,7 +15,8 @@ from PIL import Image
 from torch.nn import functional as F
 
 from stages.errors import SesamInputError
-from stages.sam import (EmbeddingCache, box_nms, image_sha256, load_backend, mask_boxes, point_grid, stability_scores, upscale_logits)
+from stages.sam import (EmbeddingCache, box_nms, image_sha256, load_backend, mask_boxes, point_grid, stability_scores,
+                        upscale_logits)
 from stages.sam.auto import decode_runs, encode_runs
 from stages.sam.onnx_backend import ALL_IOU_TENSOR
 from stages.sam.transforms import resized_size, to_input_frame

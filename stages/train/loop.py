@@ -1,6 +1,6 @@
 """The training loop: iterations of SGD/AdamW with a warm-up and poly schedule, an EMA teacher, checkpoints, resume.
 
-``train(config, images, preset, output_dir)`` writes into ``output_dir``:
+``Trainer(config, images, preset, output_dir).run()`` writes into ``output_dir``:
 
 - ``config.json``: the run's settings, class list and a digest of its data (the same for an
   interrupted-and-resumed run as for an uninterrupted one);

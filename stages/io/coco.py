@@ -10,13 +10,22 @@ Boxes are COCO's [x, y, width, height] in pixels.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .io.atomic import write_json
-from .presets import ClassPreset
-from .select import Instance
+from ..presets import ClassPreset
+from .atomic import write_json
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One object: ``mask`` bool (H, W), its class, and its score (mean predicted IoU of its masks)."""
+
+    mask: np.ndarray
+    class_index: int
+    score: float
 
 
 def image_entry(image_number: int, record_id: str, image_path: str | None, size: tuple[int, int]) -> dict[str, Any]:
