@@ -194,11 +194,6 @@ def test_no_cache_writes_nothing(sesam, sam_home, tmp_path):
     assert masks.shape[1:] == (1, 120, 160) and read_image(photo).shape == (120, 160, 3)
 
 
-def test_sam_predict_help_has_an_example(sesam):
-    text = sesam("sam-predict", "--help").stdout
-    assert "Example:" in text and "--grid N" in text and "--multimask / --single" in text
-
-
 def test_prompt_problems_name_what_is_wrong():
     from stages.io.prompts import prompt_problems
 

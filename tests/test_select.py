@@ -372,8 +372,3 @@ def test_cli_error_background_fill_without_background_class(sesam, click_record,
     result = sesam("select", "-o", tmp_path / "out", "--classes", "cityscapes", "--unclaimed", "background",
                    input=sesam.lines([click_record]), expect=2)
     assert "has no background class" in result.stderr
-
-
-def test_help_has_example(sesam):
-    assert "Example:" in sesam("select", "--help").stdout
-    assert "Example:" in sesam("evaluate", "--help").stdout
