@@ -64,7 +64,8 @@ from stages.sam.cache import EmbeddingCache
 from stages.sam.models import embeddings_dir
 from stages.sam.predict import predict_prompt_sets
 from stages.sam.registry import load_backend
-from stages.select import (DEFAULT_UNCLAIMED, UNCLAIMED, SesamParams, VoteParams, boxes_weak_label, fill_unclaimed, kept_classes, merge_votes, overlay_weak, select_fixed, select_sesam)
+from stages.select import (DEFAULT_UNCLAIMED, UNCLAIMED, SesamParams, VoteParams, boxes_weak_label, fill_unclaimed,
+                           kept_classes, merge_votes, overlay_weak, select_fixed, select_sesam)
 from stages.simulate import DEFAULT_MIN_AREA, image_rng, label_regions, simulate_weak
 
 KINDS = ("points", "scribbles", "scribbles-human", "coarse", "boxes")

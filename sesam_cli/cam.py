@@ -18,8 +18,8 @@ import click
 import numpy as np
 
 from stages.io.artifacts import is_current, provenance, stored_provenance
-from stages.cam import (DEFAULT_BG_THRESHOLD, STAGE, ClassActivationMaps, cam_label, normalise_cams, read_cams,
-                        write_cams)
+from stages.cam import DEFAULT_BG_THRESHOLD, cam_label, normalise_cams
+from stages.io.cams import STAGE, ClassActivationMaps, read_cams, write_cams
 from stages.errors import SesamInputError
 from stages.io.images import IMAGE_SUFFIXES, read_image, write_label
 from stages.presets import ClassPreset

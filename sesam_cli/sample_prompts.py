@@ -7,8 +7,8 @@ import logging
 import click
 
 from stages.io.artifacts import provenance
-from stages.cam import DEFAULT_MAX_PEAKS, DEFAULT_PEAK_THRESHOLD, DEFAULT_PEAK_WINDOW, PEAKS_STRATEGY, \
-    cam_peak_prompts, read_cams
+from stages.cam import DEFAULT_MAX_PEAKS, DEFAULT_PEAK_THRESHOLD, DEFAULT_PEAK_WINDOW, PEAKS_STRATEGY, cam_peak_prompts
+from stages.io.cams import read_cams
 from stages.io.components import read_components
 from stages.io.images import check_same_size
 from stages.io.prompts import STAGE, write_prompts

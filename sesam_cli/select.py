@@ -17,7 +17,9 @@ from stages.io.coco import annotations, image_entry, write_coco
 from stages.io.images import read_label, write_confidence, write_label
 from stages.presets import ClassPreset
 from stages.io.masks import STAGE as MASKS_STAGE, read_masks
-from stages.select import (DEFAULT_UNCLAIMED, JIANG_HYPOTHESIS, STRATEGIES, UNCLAIMED, SesamParams, Selection, VoteParams, boxes_weak_label, instances, select_cam_merge, select_fixed, select_sesam, select_sesam_reference)
+from stages.select import (DEFAULT_UNCLAIMED, JIANG_HYPOTHESIS, STRATEGIES, UNCLAIMED, SesamParams, Selection,
+                           VoteParams, boxes_weak_label, instances, select_cam_merge, select_fixed, select_sesam,
+                           select_sesam_reference)
 
 from .options import classes_option, handle_errors, per_image_options
 from .stream import PerImageStage, Record, read_records, require

@@ -18,7 +18,8 @@ from PIL import Image
 
 from stages import IGNORE_INDEX
 from stages.io.artifacts import read_h5
-from stages.cam import ClassActivationMaps, cam_label, cam_peak_prompts, cam_peaks, read_cams, write_cams
+from stages.cam import cam_label, cam_peak_prompts, cam_peaks
+from stages.io.cams import ClassActivationMaps, read_cams, write_cams
 from stages.decompose import decompose
 from stages.errors import SesamInputError
 from stages.io.images import read_image, read_label, write_label, write_png

@@ -121,3 +121,11 @@ def test_stages_never_imports_sesam_cli():
     upward = {name: sorted(t for t in targets if t.startswith("sesam_cli"))
               for name, targets in import_graph().items() if name.startswith("stages")}
     assert {name: targets for name, targets in upward.items() if targets} == {}
+
+
+def test_the_io_layer_imports_nothing_above_it():
+    """``stages.io`` is the ground floor: every stage may use it, it uses only errors and presets."""
+    allowed = {"stages", "stages.errors", "stages.presets"}
+    upward = {name: sorted(t for t in targets if t not in allowed and not t.startswith("stages.io"))
+              for name, targets in import_graph().items() if name.startswith("stages.io")}
+    assert {name: targets for name, targets in upward.items() if targets} == {}

@@ -16,7 +16,8 @@ from stages.evaluate import Scores, confusion_counts
 from stages.io.images import read_label, read_single_channel, write_label
 from stages.presets import get_preset
 from stages.simulate import image_rng, label_regions, simulate_points
-from stages.select import (SesamParams, VoteParams, choose_sesam, fill_unclaimed, instances, merge_votes, select_cam_merge, select_fixed, select_sesam, settle_ties)
+from stages.select import (SesamParams, VoteParams, choose_sesam, fill_unclaimed, instances, merge_votes,
+                           select_cam_merge, select_fixed, select_sesam, settle_ties)
 
 VOC = get_preset("voc")
 H, W = 40, 60

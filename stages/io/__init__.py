@@ -5,8 +5,8 @@
 - ``images``: photos, label maps and single-channel PNGs (confidence, instance ids), size checks;
 - one codec per artifact, its reader beside its writer and its stage name as ``STAGE``:
   ``components`` (decompose), ``boxes`` (boxes JSON), ``prompts`` (sample-prompts),
-  ``embeddings`` (embed: the embedding cache's entries), ``masks`` (sam-predict), ``coco`` (COCO
-  instance annotations, select --instances).
+  ``embeddings`` (embed: the embedding cache's entries), ``masks`` (sam-predict), ``cams``
+  (cam predict), ``coco`` (COCO instance annotations, select --instances).
 
 The modules import nothing from the rest of ``stages`` but ``stages.errors`` and
 ``stages.presets`` (and each other, downwards: ``atomic`` <- ``images`` <- ``artifacts`` <- codecs),
