@@ -23,7 +23,8 @@ from stages.io.cams import STAGE, ClassActivationMaps, read_cams, write_cams
 from stages.errors import SesamInputError
 from stages.io.images import IMAGE_SUFFIXES, read_image, write_label
 from stages.presets import ClassPreset
-from stages.tags import class_outputs, read_tags, read_tags_csv, tag_classes
+from stages.io.tags import read_tags, read_tags_csv
+from stages.tags import class_outputs, tag_classes
 
 from .options import classes_option, handle_errors, per_image_options, seed_option
 from .stream import PerImageStage, Record, emit, index_images, read_records, require

@@ -14,7 +14,8 @@ from stages import IGNORE_INDEX
 from stages.io.boxes import Boxes, write_boxes
 from stages.simulate import (DEFAULT_MIN_AREA, KINDS, SCRIBBLE_STYLES, image_rng, label_regions, labelled_fraction,
                              simulate_weak)
-from stages.tags import DEFAULT_MIN_AREA as TAGS_MIN_AREA, tags_from_label, write_tags
+from stages.io.tags import write_tags
+from stages.tags import DEFAULT_MIN_AREA as TAGS_MIN_AREA, tags_from_label
 
 from .options import (classes_option, handle_errors, ids_option, map_colours_option, per_image_options,
                       reduce_zero_label_option, seed_option)

@@ -26,7 +26,8 @@ from stages.io.images import read_image, read_label, write_label, write_png
 from stages.presets import get_preset, load_classes_file
 from stages.io.prompts import read_prompts
 from stages.select import select_sesam_reference
-from stages.tags import multi_hot, read_tags, read_tags_csv, tag_classes, tags_from_label
+from stages.io.tags import read_tags, read_tags_csv
+from stages.tags import multi_hot, tag_classes, tags_from_label
 from stages.train.checkpoint import read_checkpoint
 from stages.train.classifier import class_activation_maps, load_classifier
 from stages.train.data import image_to_tensor

@@ -6,7 +6,8 @@
 - one codec per artifact, its reader beside its writer and its stage name as ``STAGE``:
   ``components`` (decompose), ``boxes`` (boxes JSON), ``prompts`` (sample-prompts),
   ``embeddings`` (embed: the embedding cache's entries), ``masks`` (sam-predict), ``cams``
-  (cam predict), ``coco`` (COCO instance annotations, select --instances).
+  (cam predict), ``coco`` (COCO instance annotations, select --instances), ``tags`` (image-level
+  labels: tags JSON, tags CSV, inline lists).
 
 The modules import nothing from the rest of ``stages`` but ``stages.errors`` and
 ``stages.presets`` (and each other, downwards: ``atomic`` <- ``images`` <- ``artifacts`` <- codecs),

@@ -1,8 +1,10 @@
-"""Photos and label maps on disk.
+"""Photos, label maps and other single-channel PNGs on disk, and the one size check.
 
 Photos read as (H, W, 3) uint8 RGB. Label maps are single-channel PNGs of class indices, written in
 mode "P" with the preset's palette so they open as coloured pictures and read back as indices;
-255 = ignore. Provenance rides along in a PNG text chunk named ``sesam``.
+255 = ignore. Confidence maps are grey PNGs of round(255 × confidence); instance maps follow VOC
+(8-bit) or Cityscapes (16-bit). Provenance rides along in a PNG text chunk named ``sesam``.
+:func:`check_same_size` is the check every reader uses when an array must match its photo.
 """
 
 from __future__ import annotations
