@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..io.atomic import atomic_path, write_json
+from ..io.atomic import write_json, write_text
 from ..errors import SesamInputError
 from ..evaluate import Scores, confusion_counts
 from ..io.images import read_image, read_label
@@ -242,8 +242,7 @@ class MetricsLog:
         if keep_until is not None and os.path.exists(path):
             with open(path, encoding="utf-8") as handle:
                 kept = [line for line in handle if line.strip() and json.loads(line)["iteration"] <= keep_until]
-        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-            handle.writelines(kept)
+        write_text(path, "".join(kept))
         self.handle = open(path, "a", encoding="utf-8")
 
     def write(self, entry: dict[str, Any]) -> None:
