@@ -28,10 +28,10 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage import draw  # noqa: E402
 
-from stages.decompose import decompose
-from stages.io.images import write_label
+from stages.decompose import decompose  # noqa: E402
+from stages.io.images import write_label  # noqa: E402
 from stages.presets import get_preset  # noqa: E402
-from stages.prompts import sample_prompts
+from stages.prompts import sample_prompts  # noqa: E402
 
 HEIGHT, WIDTH = 1024, 2048
 GRID_ROWS, GRID_COLS = 8, 13
