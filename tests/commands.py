@@ -19,9 +19,10 @@ def walk_commands(command: click.Command = cli, path: tuple[str, ...] = ()) -> I
 
 
 def option_names(command: click.Command) -> list[str]:
-    """The long option names of ``command`` (``--x`` and a flag's ``--no-x`` / other spelling), ``--help`` left out."""
+    """The long option names of ``command`` (``--x`` and a flag's ``--no-x`` / other spelling); ``--help``
+    and hidden options (an old spelling kept working) left out."""
     names = []
     for param in command.params:
-        if isinstance(param, click.Option):
+        if isinstance(param, click.Option) and not param.hidden:
             names += [name for name in (*param.opts, *param.secondary_opts) if name.startswith("--")]
     return [name for name in names if name != "--help"]
