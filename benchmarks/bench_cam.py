@@ -57,20 +57,20 @@ import numpy as np
 from PIL import Image
 
 from stages import IGNORE_INDEX
-from stages.artifacts import read_h5, write_h5
-from stages.cam import ClassActivationMaps, cam_label, cam_peak_prompts, normalise_cams, read_cams, write_cams
+from stages.io.artifacts import read_h5, write_h5
+from stages.cam import cam_label, cam_peak_prompts, normalise_cams
+from stages.io.cams import ClassActivationMaps, read_cams, write_cams
 from stages.decompose import decompose
 from stages.evaluate import Scores, confusion_counts
 from stages.example_data import write_liver_example
-from stages.labels import read_image, read_label, write_label, write_png
+from stages.io.images import read_image, read_label, write_label, write_png
 from stages.presets import ClassPreset, get_preset, load_classes_file
 from stages.sam.auto import automatic_masks
 from stages.sam.cache import EmbeddingCache
 from stages.sam.models import embeddings_dir
 from stages.sam.predict import predict_prompt_sets
 from stages.sam.registry import load_backend
-from stages.select import SesamParams, VoteParams, keep_reference, kept_classes, merge_votes, select_cam_merge, \
-    select_sesam_reference
+from stages.select import (SesamParams, VoteParams, keep_reference, kept_classes, merge_votes, select_cam_merge, select_sesam_reference)
 from stages.tags import class_outputs, tag_classes, tags_from_label
 from stages.train.classifier import CamTrainConfig, CamTrainer, TaggedImage, class_activation_maps, load_classifier
 

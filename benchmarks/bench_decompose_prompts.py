@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 from skimage import draw  # noqa: E402
 
 from stages.decompose import decompose  # noqa: E402
-from stages.labels import write_label  # noqa: E402
+from stages.io.images import write_label  # noqa: E402
 from stages.presets import get_preset  # noqa: E402
 from stages.prompts import sample_prompts  # noqa: E402
 

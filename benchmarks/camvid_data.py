@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from stages import IGNORE_INDEX
-from stages.labels import IMAGE_SUFFIXES, read_single_channel, write_label, write_png
+from stages.io.images import IMAGE_SUFFIXES, read_single_channel, write_label, write_png
 from stages.presets import get_preset
 
 PRESET = "camvid"

@@ -36,7 +36,7 @@ def photos(carry: str, work: str, variants: int) -> None:
 
 
 def count(prompts_dir: str) -> None:
-    from stages.prompts import read_prompts
+    from stages.io.prompts import read_prompts
 
     counts = [read_prompts(os.path.join(prompts_dir, name)).count for name in sorted(os.listdir(prompts_dir))]
     print(f"prompt sets per photo: median {int(np.median(counts))}, min {min(counts)}, max {max(counts)}, "
@@ -60,8 +60,8 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def parity(images: str, prompts_dir: str, device: str, step: int, photos: int) -> None:
-    from stages.labels import read_image
-    from stages.prompts import read_prompts
+    from stages.io.images import read_image
+    from stages.io.prompts import read_prompts
     from stages.sam import load_backend
 
     backends = {device: load_backend("torch", device=device), "cpu": load_backend("torch", device="cpu"),

@@ -17,18 +17,20 @@ from typing import Any, Iterable
 import click
 import numpy as np
 
-from stages.artifacts import is_current, provenance, stored_provenance
-from stages.cam import (DEFAULT_BG_THRESHOLD, STAGE, ClassActivationMaps, cam_label, normalise_cams, read_cams,
-                        write_cams)
+from stages.io.artifacts import is_current, provenance, stored_provenance
+from stages.cam import DEFAULT_BG_THRESHOLD, cam_label, normalise_cams
+from stages.io.cams import STAGE, ClassActivationMaps, read_cams, write_cams
 from stages.errors import SesamInputError
-from stages.labels import IMAGE_SUFFIXES, read_image, write_label
+from stages.io.images import IMAGE_SUFFIXES, read_image, write_label
 from stages.presets import ClassPreset
-from stages.tags import class_outputs, read_tags, read_tags_csv, tag_classes
+from stages.io.tags import read_tags, read_tags_csv
+from stages.tags import class_outputs, tag_classes
 from stages.train import recipe
+from stages.records import require
 
 from .options import (PerImageStream, classes_option, device_option, handle_errors, per_image_command,
                       seed_option)
-from .stream import Record, emit, index_images, read_jsonl, read_records, require
+from .stream import Record, emit, index_images, read_jsonl, read_records
 from .training import per_optimizer, run_trainer
 
 log = logging.getLogger("sesam")

@@ -6,14 +6,13 @@ import logging
 
 import click
 
-from stages.artifacts import provenance
-from stages.decompose import (
-    CONNECTIVITIES, DEFAULT_CONNECTIVITY, DEFAULT_MIN_AREA, STAGE, decompose_file, write_components,
-)
-from stages.labels import image_size
+from stages.io.artifacts import provenance
+from stages.decompose import CONNECTIVITIES, DEFAULT_CONNECTIVITY, DEFAULT_MIN_AREA, decompose_file
+from stages.io.components import STAGE, write_components
+from stages.io.images import image_size
+from stages.records import require
 
 from .options import PerImageStream, classes_option, handle_errors, map_colours_option, per_image_command
-from .stream import require
 
 log = logging.getLogger("sesam")
 

@@ -12,16 +12,17 @@ from typing import Any, Iterable, Mapping
 
 import click
 
-from stages.artifacts import atomic_path
+from stages.io.atomic import write_text
 from stages.errors import SesamInputError
 from stages.evaluate import (Scores, compare_reports, confusion_counts, format_comparison, format_report,
                              load_report, plot_iou, report)
-from stages.labels import read_label
+from stages.io.images import read_label
 from stages.presets import ClassPreset
+from stages.records import require
 
 from .options import (classes_option, handle_errors, ids_option, inputs_argument, map_colours_option,
                       reduce_zero_label_option, strip_suffix_option)
-from .stream import IdList, Record, format_duration, progress, read_records, records_from_files, require
+from .stream import IdList, Record, format_duration, progress, read_records, records_from_files
 
 log = logging.getLogger("sesam")
 
@@ -53,7 +54,7 @@ def _pairs(records: Iterable[Record], pred_key: str, gt_key: str, gt_dir: str | 
             raise SesamInputError(pred, f"has the same id '{rec['id']}' as {seen[rec['id']]}")
         seen[rec["id"]] = pred
         if ground_truth is None:
-            require(rec, gt_key, hint=f"pass --gt DIR (ground truth paired by file stem) or --gt-key KEY")
+            require(rec, gt_key, hint="pass --gt DIR (ground truth paired by file stem) or --gt-key KEY")
             gt = rec[gt_key]
         elif rec["id"] in ground_truth:
             gt = ground_truth[rec["id"]]
@@ -70,12 +71,6 @@ def _pairs(records: Iterable[Record], pred_key: str, gt_key: str, gt_dir: str | 
                 gt_dir, f"{len(missing)} ground-truth file(s) have no prediction: {shown} "
                         "(pass --allow-missing to score only the images that have one)")
     return pairs
-
-
-def _write_text(path: str, text: str) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
 
 
 def _csv_text(rows: Iterable[Mapping[str, Any]]) -> str:
@@ -171,9 +166,9 @@ def evaluate(inputs: tuple[str, ...], pred_key: str, gt_dir: str | None, gt_key:
     else:
         click.echo(format_report(rep))
         if json_path:
-            _write_text(json_path, json.dumps(rep, indent=1) + "\n")
+            write_text(json_path, json.dumps(rep, indent=1) + "\n")
     if csv_path:
-        _write_text(csv_path, _csv_text(rows))
+        write_text(csv_path, _csv_text(rows))
     if plot_path:
         plot_iou(plot_path, preset.classes, {"IoU": scores.iou.tolist()})
     log.info("evaluate: %d image(s), mIoU %.1f%%, %.1f%% of the pixels labelled, in %s", len(pairs),

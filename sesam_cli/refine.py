@@ -8,8 +8,8 @@ from typing import Callable, Iterable
 
 import click
 
-from stages.artifacts import provenance
-from stages.labels import IMAGE_SUFFIXES
+from stages.io.artifacts import provenance
+from stages.io.images import IMAGE_SUFFIXES
 from stages.refine import (PREDICTION_OUTPUTS, REFINED_OUTPUTS, UNCLAIMED, ImageRefiner, Networks, RefineParams,
                            RoundReport, retrainer)
 from stages.train import WEIGHTS

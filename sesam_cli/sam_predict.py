@@ -8,15 +8,17 @@ from typing import Any, Callable, Iterable, Iterator
 import click
 import numpy as np
 
-from stages.artifacts import provenance, write_h5
+from stages.io.artifacts import provenance
+from stages.io.masks import STAGE, write_masks
 from stages.errors import SesamInputError
-from stages.labels import IMAGE_SUFFIXES, read_image
-from stages.prompts import PromptSets
+from stages.io.images import IMAGE_SUFFIXES, read_image
+from stages.io.prompts import PromptSets
 from stages.sam.auto import NMS_THRESH, PRED_IOU_THRESH, STABILITY_THRESH
+from stages.records import require
 
 from .models import backend_from_options, cache_dir_option, embedding_cache, sam_backend_options
 from .options import PerImageStream, handle_errors, per_image_command
-from .stream import Record, prefetched, require
+from .stream import Record, prefetched
 
 log = logging.getLogger("sesam")
 
@@ -108,7 +110,8 @@ def sam_predict(stream: PerImageStream, cache_dir, no_cache, multimask, iterativ
       sesam sam-predict --grid 32 -o work/auto data/JPEGImages
       sesam sam-predict --device cuda --batch-images 8 -o work/masks < work/prompts.jsonl > work/masks.jsonl
     """
-    from stages.sam import automatic_masks, predict_prompt_sets, read_prompt_sets
+    from stages.io.prompts import read_prompt_sets
+    from stages.sam import automatic_masks, predict_prompt_sets
 
     if grid and iterative:
         raise click.UsageError("--iterative refines prompt sets; it does not apply to --grid")
@@ -139,11 +142,11 @@ def sam_predict(stream: PerImageStream, cache_dir, no_cache, multimask, iterativ
             arrays = automatic_masks(backend, embedding, grid, multimask, pred_iou_thresh, stability_thresh, nms_thresh)
         else:
             arrays = predict_prompt_sets(backend, embedding, prompts, multimask, iterative, record["prompts"])
-        attrs = provenance("sam-predict", params, record, backend.identity.as_dict())
+        attrs = provenance(STAGE, params, record, backend.identity.as_dict())
         attrs.update(mode="auto" if grid else "prompts", multimask=multimask)
-        write_h5(out, arrays, attrs)
+        write_masks(out, arrays, attrs)
 
-    stage = stream.stage("sam-predict", "masks", ".h5", params)
+    stage = stream.stage(STAGE, "masks", ".h5", params)
     stage.run(batches.stream(records, batch_images, stage.will_make), make)
     if cache is not None:
         log.info("sam-predict: %d images encoded, %d embeddings reused from the cache", cache.computed, cache.reused)

@@ -6,19 +6,17 @@ import logging
 
 import click
 
-from stages.artifacts import provenance
-from stages.cam import DEFAULT_MAX_PEAKS, DEFAULT_PEAK_THRESHOLD, DEFAULT_PEAK_WINDOW, PEAKS_STRATEGY, \
-    cam_peak_prompts, read_cams
-from stages.decompose import read_components
-from stages.errors import SesamInputError
-from stages.prompts import (
-    DEFAULT_FRACTION, DEFAULT_SPACING, GROUPS, STAGE, STRATEGIES, STRATEGY_DEFAULTS, STRATEGY_OPTIONS,
-    resolve_options, sample_prompts as sample, write_prompts,
-)
+from stages.io.artifacts import provenance
+from stages.cam import DEFAULT_MAX_PEAKS, DEFAULT_PEAK_THRESHOLD, DEFAULT_PEAK_WINDOW, PEAKS_STRATEGY, cam_peak_prompts
+from stages.io.cams import read_cams
+from stages.io.components import read_components
+from stages.io.images import check_same_size
+from stages.io.prompts import STAGE, write_prompts
+from stages.prompts import (DEFAULT_FRACTION, DEFAULT_SPACING, GROUPS, STRATEGIES, STRATEGY_DEFAULTS, STRATEGY_OPTIONS, resolve_options, sample_prompts as sample)
 from stages.simulate import image_rng
+from stages.records import require
 
 from .options import PerImageStream, default_of, handle_errors, per_image_command, seed_option
-from .stream import require
 
 log = logging.getLogger("sesam")
 
@@ -111,9 +109,8 @@ def _sample_cam_peaks(stream: PerImageStream, group: str, window: int, threshold
         require(record, "components", "cam_scores")
         components = read_components(record["components"])
         maps = read_cams(record["cam_scores"])
-        if components.image_size != maps.image_size:
-            raise SesamInputError(record["components"], f"components of {components.image_size} (HxW) do not fit "
-                                                        f"the CAMs {record['cam_scores']} of {maps.image_size}")
+        check_same_size(record["components"], components.image_size, maps.image_size, "components",
+                        f"the CAMs {record['cam_scores']}")
         prompts = cam_peak_prompts(maps, components, window, threshold, max_peaks, group)
         write_prompts(out_path, prompts, provenance(STAGE, params, record))
 

@@ -7,16 +7,14 @@ import os
 from typing import Any, Iterable, Iterator
 
 import click
-import numpy as np
-from PIL import Image
 
-from stages.artifacts import open_h5, provenance
+from stages.io.artifacts import open_h5, provenance
 from stages.errors import SesamInputError
-from stages.instances import annotations, image_entry, write_coco
-from stages.labels import write_label, write_png
+from stages.io.coco import annotations, image_entry, write_coco
+from stages.io.images import write_confidence, write_label
 from stages.presets import ClassPreset
-from stages.select import (MASKS_STAGE, STRATEGIES, UNCLAIMED, SelectParams, SesamParams, VoteParams,
-                           background_class, instances, select_image)
+from stages.io.masks import STAGE as MASKS_STAGE
+from stages.select import (STRATEGIES, UNCLAIMED, SelectParams, SesamParams, VoteParams, background_class, instances, select_image)
 
 from .options import PerImageStream, classes_option, handle_errors, per_image_command
 from .stream import Record
@@ -127,8 +125,7 @@ def select(stream: PerImageStream, preset: ClassPreset, strategy: str, unclaimed
         selection, masks = select_image(rec, preset, options)
         meta = provenance(STAGE, params, rec)
         if confidence_dir:
-            confidence = np.round(255 * np.clip(selection.confidence, 0, 1)).astype(np.uint8)
-            write_png(stage.companion_path(rec, "confidence"), Image.fromarray(confidence, mode="L"), meta)
+            write_confidence(stage.companion_path(rec, "confidence"), selection.confidence, meta)
         write_label(out, selection.label, preset, meta)
         if instances_path:
             number = len(images) + 1

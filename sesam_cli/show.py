@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 from PIL import Image
 
-from stages.artifacts import provenance
-from stages.labels import write_png
+from stages.io.artifacts import provenance
+from stages.io.images import write_png
 from stages.show import HYPOTHESES, PAINTERS, render_record
 
 from .options import PerImageStream, classes_option, default_of, handle_errors, map_colours_option, per_image_command

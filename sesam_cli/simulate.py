@@ -7,18 +7,19 @@ from typing import Iterable, Iterator
 
 import click
 
-from stages.artifacts import provenance
+from stages.io.artifacts import provenance
 from stages.errors import SesamInputError
-from stages.labels import image_size, read_instances, read_label, write_label
+from stages.io.images import image_size, read_instances, read_label, write_label
 from stages import IGNORE_INDEX
-from stages.simulate import (
-    DEFAULT_MIN_AREA, KINDS, SCRIBBLE_STYLES, Boxes, image_rng, label_regions, labelled_fraction, simulate_weak, write_boxes,
-)
-from stages.tags import DEFAULT_MIN_AREA as TAGS_MIN_AREA, tags_from_label, write_tags
+from stages.io.boxes import Boxes, write_boxes
+from stages.simulate import (DEFAULT_MIN_AREA, KINDS, SCRIBBLE_STYLES, image_rng, label_regions, labelled_fraction, simulate_weak)
+from stages.io.tags import write_tags
+from stages.tags import DEFAULT_MIN_AREA as TAGS_MIN_AREA, tags_from_label
+from stages.records import require
 
 from .options import (PerImageStream, classes_option, default_of, handle_errors, ids_option, map_colours_option,
                       per_image_command, reduce_zero_label_option, seed_option)
-from .stream import Record, index_images, require
+from .stream import Record, index_images
 
 log = logging.getLogger("sesam")
 

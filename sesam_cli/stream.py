@@ -22,10 +22,11 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import click
 from tqdm import tqdm
 
-from stages.artifacts import is_current, remove_stale_temporaries
+from stages.io.artifacts import is_current
+from stages.io.atomic import remove_stale_temporaries
 from stages.errors import SesamInputError
-from stages.labels import IMAGE_SUFFIXES
-from stages.records import KEY_SOURCES, Record, require  # noqa: F401  (re-exported for the commands)
+from stages.io.images import IMAGE_SUFFIXES
+from stages.records import Record
 
 log = logging.getLogger("sesam")
 

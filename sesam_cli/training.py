@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from stages.artifacts import remove_stale_temporaries
+from stages.io.atomic import remove_stale_temporaries
 
 from .stream import format_duration, progress
 

@@ -8,7 +8,7 @@ holds what follows on numpy arrays, and imports no torch:
   divided by its maximum (so every present class peaks at 1); ``cam_class`` int64 (C,) the preset
   class of each plane; ``class_scores`` float32 (K,) the classifier's probability of every preset
   class (NaN for a background class, which the classifier has no output for). Stored as the
-  ``cam_scores`` HDF5 artifact (stage ``cam``; ``cams`` as float16).
+  ``cam_scores`` HDF5 artifact (stage ``cam``; ``cams`` as float16) by :mod:`stages.io.cams`.
 - :func:`cam_label`: the CAM pseudo-label, uint8 (H, W): per pixel the present class with the
   highest CAM; where that CAM is below ``bg_threshold``, the background class (presets with one) or
   255 (presets without).
@@ -20,21 +20,14 @@ Points are (x, y) pixels of the image.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from typing import Any, Mapping
-
 import numpy as np
 from scipy import ndimage
 
 from . import IGNORE_INDEX
-from .artifacts import read_h5, write_h5
-from .decompose import Components
-from .errors import SesamInputError
-from .prompts import PromptSets
+from .io.cams import ClassActivationMaps
+from .io.components import Components
+from .io.prompts import PromptSets
 
-STAGE = "cam"
-DATASETS = ("cams", "cam_class", "class_scores")
 DEFAULT_BG_THRESHOLD = 0.15
 """CAM below which a pixel is background (or 255). On CamVid train every value up to 0.2 scored the same
 (benchmarks/bench_cam.py --tune); 0.15 is also IRN's threshold on VOC, where it decides background."""
@@ -46,20 +39,6 @@ DEFAULT_PEAK_THRESHOLD = 0.9
 DEFAULT_MAX_PEAKS = 25
 """WeakSAM's cap: at most 25 peaks per class."""
 PEAK_GROUPS = ("point", "component")
-
-
-@dataclass
-class ClassActivationMaps:
-    """One image's CAMs: ``cams`` float32 (C, H, W) in [0, 1]; ``cam_class`` int64 (C,) preset class
-    of each plane; ``class_scores`` float32 (K,) classifier probability per preset class (NaN: none)."""
-
-    cams: np.ndarray
-    cam_class: np.ndarray
-    class_scores: np.ndarray
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return int(self.cams.shape[1]), int(self.cams.shape[2])
 
 
 def normalise_cams(cams: np.ndarray) -> np.ndarray:
@@ -80,26 +59,6 @@ def cam_label(maps: ClassActivationMaps, background_class: int | None, bg_thresh
         confident = best >= bg_threshold
         label[confident] = winner[confident]
     return label
-
-
-def write_cams(path: str | os.PathLike, maps: ClassActivationMaps, attrs: Mapping[str, Any]) -> None:
-    """Atomically write a ``cam_scores`` HDF5 artifact (``cams`` as float16) with root ``attrs``."""
-    write_h5(path, {"cams": maps.cams.astype(np.float16), "cam_class": np.asarray(maps.cam_class, np.int64),
-                    "class_scores": np.asarray(maps.class_scores, np.float32)},
-             {**attrs, "image_size": maps.image_size})
-
-
-def read_cams(path: str | os.PathLike) -> ClassActivationMaps:
-    """Read a ``cam_scores`` artifact (stage cam); SesamInputError naming the file if it is not one."""
-    datasets, _attrs = read_h5(path, STAGE)
-    missing = [name for name in DATASETS if name not in datasets]
-    if missing:
-        raise SesamInputError(path, f"lacks dataset(s) {', '.join(missing)}; rerun 'sesam cam predict'")
-    cams = datasets["cams"]
-    if cams.ndim != 3 or datasets["cam_class"].shape != cams.shape[:1]:
-        raise SesamInputError(path, "inconsistent dataset shapes; rerun 'sesam cam predict'")
-    return ClassActivationMaps(cams.astype(np.float32), datasets["cam_class"].astype(np.int64),
-                               datasets["class_scores"].astype(np.float32))
 
 
 def cam_peaks(cam: np.ndarray, window: int = DEFAULT_PEAK_WINDOW, threshold: float = DEFAULT_PEAK_THRESHOLD,

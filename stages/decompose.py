@@ -2,9 +2,10 @@
 
 A weak label map (uint8 (H, W) class indices, 255 = unlabelled) is decomposed class by class into
 connected components: instances of "things", pieces of "stuff". A boxes source (FORMATS.md "Boxes
-JSON") makes one component per box. The result, :class:`Components`, is stored per image as the
-``components`` HDF5 artifact (stage ``decompose``), which ``sample-prompts``, ``select`` and
-``refine`` read back with :func:`read_components`.
+JSON", :mod:`stages.io.boxes`) makes one component per box. The result,
+:class:`~stages.io.components.Components`, is stored per image as the ``components`` HDF5 artifact
+(stage ``decompose``, :mod:`stages.io.components`), which ``sample-prompts``, ``select`` and
+``refine`` read back.
 
 Conventions: boxes are XYXY (x = column, y = row) with the maximum coordinates inclusive; component
 ids are 1-based, 0 in ``component_map`` means "no component".
@@ -12,64 +13,22 @@ ids are 1-based, 0 in ``component_map`` means "no component".
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping
 
 import numpy as np
 from scipy import ndimage
 
 from . import IGNORE_INDEX
-from .artifacts import read_h5, write_h5
-from .errors import SesamInputError
-from .labels import read_label
+from .io.boxes import read_boxes
+from .io.components import Components
+from .io.images import read_label
 from .presets import ClassPreset
 
-STAGE = "decompose"
 CONNECTIVITIES = (4, 8)
 DEFAULT_CONNECTIVITY = 8
 DEFAULT_MIN_AREA = 1
 """Keep every component by default: a click is often a single pixel."""
-
-DATASETS = ("component_map", "component_class", "component_area", "component_box", "weak_label")
-
-
-@dataclass
-class Components:
-    """The connected components of one image's weak label.
-
-    - ``component_map``: int32 (H, W); 0 = no component, k = component k (1-based).
-    - ``component_class``: int32 (K,); class of component k at index k-1.
-    - ``component_area``: int64 (K,); labelled pixels of the component (for a boxes source, the
-      pixels inside the box).
-    - ``component_box``: float32 (K, 4); XYXY box, max inclusive.
-    - ``weak_label``: uint8 (H, W); the weak label map, 255 = unlabelled (all 255 for boxes).
-    - ``source``: ``"mask"`` or ``"boxes"``.
-    """
-
-    component_map: np.ndarray
-    component_class: np.ndarray
-    component_area: np.ndarray
-    component_box: np.ndarray
-    weak_label: np.ndarray
-    source: str
-
-    @property
-    def count(self) -> int:
-        """K, the number of components."""
-        return int(self.component_class.shape[0])
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        """(H, W) of the image."""
-        return tuple(int(v) for v in self.component_map.shape)  # type: ignore[return-value]
-
-    def slices(self) -> list[tuple[slice, slice] | None]:
-        """(rows, cols) slices bounding each component's pixels in ``component_map``, index k-1;
-        None for a component with no visible pixel (a box painted over by smaller boxes)."""
-        return ndimage.find_objects(self.component_map, max_label=self.count)
-
 
 def _structure(connectivity: int) -> np.ndarray:
     if connectivity not in CONNECTIVITIES:
@@ -227,52 +186,6 @@ def decompose_boxes(boxes: np.ndarray, classes: np.ndarray, image_size: tuple[in
     )
 
 
-def _check_size(path: str, size: tuple[int, int], expected_size: tuple[int, int] | None) -> None:
-    if expected_size is not None and tuple(size) != tuple(expected_size):
-        raise SesamInputError(path, f"image_size {size[1]}x{size[0]} (WxH) does not match its photo's "
-                                    f"{expected_size[1]}x{expected_size[0]}")
-
-
-def read_boxes(path: str | os.PathLike, preset: ClassPreset,
-               expected_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """Read a boxes JSON (FORMATS.md) as ``(boxes (K, 4) float32 XYXY, classes (K,) int32, (H, W))``.
-
-    Raises SesamInputError for a file that does not parse, a class outside the preset, a box that
-    is not inside the image (max inclusive), or an ``image_size`` other than ``expected_size``.
-    """
-    path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        raise SesamInputError(path, "no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SesamInputError(path, f"not a readable boxes JSON file (truncated or corrupt?): {exc}") from None
-    try:
-        height, width = (int(v) for v in data["image_size"])
-        entries = data["boxes"]
-        boxes = np.array([[float(v) for v in entry["box"]] for entry in entries], np.float32).reshape(-1, 4)
-        classes = np.array([int(entry["class"]) for entry in entries], np.int32)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SesamInputError(path, 'not a boxes file: expected {"image_size": [H, W], "boxes": '
-                                    f'[{{"box": [x0, y0, x1, y1], "class": c}}, ...]}} ({exc!r})') from None
-    if height < 1 or width < 1:
-        raise SesamInputError(path, f"image_size {height}x{width} is empty")
-    _check_size(path, (height, width), expected_size)
-    bad_class = (classes < 0) | (classes >= preset.num_classes)
-    if bad_class.any():
-        raise SesamInputError(path, f"box class {int(classes[bad_class][0])} is outside the '{preset.name}' "
-                                    f"preset (0..{preset.num_classes - 1})")
-    inside = (np.isfinite(boxes).all(1) & (boxes[:, 0] >= 0) & (boxes[:, 1] >= 0)
-              & (boxes[:, 0] <= boxes[:, 2]) & (boxes[:, 1] <= boxes[:, 3])
-              & (boxes[:, 2] <= width - 1) & (boxes[:, 3] <= height - 1))
-    if not inside.all():
-        box = boxes[~inside][0].tolist()
-        raise SesamInputError(path, f"box {box} is not a box inside the {width}x{height} image (XYXY, max "
-                                    f"inclusive: 0 <= x0 <= x1 <= {width - 1}, 0 <= y0 <= y1 <= {height - 1})")
-    return boxes, classes, (height, width)
-
-
 def decompose_file(path: str | os.PathLike, preset: ClassPreset, connectivity: int = DEFAULT_CONNECTIVITY,
                    min_area: int = DEFAULT_MIN_AREA, expected_size: tuple[int, int] | None = None,
                    map_colours: bool = False) -> Components:
@@ -285,35 +198,3 @@ def decompose_file(path: str | os.PathLike, preset: ClassPreset, connectivity: i
     return decompose(label, connectivity, min_area)
 
 
-def stored_map_dtype(count: int) -> np.dtype:
-    """The narrowest unsigned dtype for component ids 0..``count``: compressing a uint8 map costs
-    less than half the time of the int32 one (and ``read_components`` widens it back)."""
-    for dtype in (np.uint8, np.uint16):
-        if count <= np.iinfo(dtype).max:
-            return np.dtype(dtype)
-    return np.dtype(np.int32)
-
-
-def write_components(path: str | os.PathLike, components: Components, attrs: Mapping[str, Any]) -> None:
-    """Atomically write ``components`` as a ``components`` HDF5 artifact with root ``attrs``
-    (provenance) plus ``image_size`` and ``source``; ``component_map`` is stored in the narrowest
-    unsigned dtype that holds its ids (``stored_map_dtype``)."""
-    datasets = {name: getattr(components, name) for name in DATASETS}
-    datasets["component_map"] = components.component_map.astype(stored_map_dtype(components.count))
-    write_h5(path, datasets, {**attrs, "image_size": components.image_size, "source": components.source})
-
-
-def read_components(path: str | os.PathLike) -> Components:
-    """Read a ``components`` HDF5 artifact; raises SesamInputError naming the file if it is not one."""
-    datasets, attrs = read_h5(path, STAGE)
-    missing = [name for name in DATASETS if name not in datasets]
-    if missing:
-        raise SesamInputError(path, f"lacks dataset(s) {', '.join(missing)}; rerun 'sesam decompose'")
-    datasets["component_map"] = datasets["component_map"].astype(np.int32)
-    components = Components(**{name: datasets[name] for name in DATASETS}, source=str(attrs.get("source")))
-    sizes = {components.component_map.shape, components.weak_label.shape}
-    counts = {components.component_class.shape[0], components.component_area.shape[0],
-              components.component_box.shape[0]}
-    if len(sizes) != 1 or len(counts) != 1 or components.component_box.shape[1:] != (4,):
-        raise SesamInputError(path, "inconsistent dataset shapes; rerun 'sesam decompose'")
-    return components

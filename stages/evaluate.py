@@ -17,8 +17,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import IGNORE_INDEX
-from .artifacts import atomic_path
+from .io.atomic import atomic_path
 from .errors import SesamInputError
+from .io.images import check_same_size
 
 _CODES = 256
 
@@ -38,11 +39,8 @@ def confusion_counts(pred: np.ndarray, gt: np.ndarray, num_classes: int,
     counted. A size mismatch, or a value that is neither a class below ``num_classes`` nor 255,
     raises SesamInputError naming the file (``pred_path`` / ``gt_path``).
     """
-    if pred.shape != gt.shape:
-        gt_name = f" {os.fspath(gt_path)}" if gt_path is not None else ""
-        raise SesamInputError(
-            pred_path, f"prediction size {pred.shape[1]}x{pred.shape[0]} (WxH) does not match the ground "
-                       f"truth{gt_name} ({gt.shape[1]}x{gt.shape[0]})")
+    gt_name = f" {os.fspath(gt_path)}" if gt_path is not None else ""
+    check_same_size(pred_path, pred.shape, gt.shape, "prediction size", f"the ground truth{gt_name}")
     if pred.dtype != np.uint8 or gt.dtype != np.uint8:
         raise TypeError("label maps must be uint8")
     code = gt.astype(np.intp)

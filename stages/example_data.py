@@ -21,7 +21,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from .labels import write_label, write_png
+from .io.images import write_label, write_png
 from .presets import ClassPreset, get_preset, load_classes_file
 
 

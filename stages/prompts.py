@@ -21,25 +21,22 @@ to its box), drawn from the positive points the strategy placed in other classes
 ``box``, each component's centroid-nearest pixel). Each strategy has its own defaults for
 ``group``, ``max_points`` and ``negatives`` (:data:`STRATEGY_DEFAULTS`): SeSAM's skeleton prompts
 each point alone with the 5 nearest other-class points as negatives. The result,
-:class:`PromptSets`, is the ``prompts`` HDF5 artifact (stage ``sample-prompts``).
+:class:`~stages.io.prompts.PromptSets`, is the ``prompts`` HDF5 artifact (stage ``sample-prompts``).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
-from .artifacts import read_h5, write_h5
-from .decompose import Components
-from .errors import SesamInputError
+from .io.components import Components
+from .io.prompts import PromptSets
 
-STAGE = "sample-prompts"
 STRATEGIES = ("skeleton", "fraction", "centroid", "box")
 GROUPS = ("component", "point")
 DEFAULT_SPACING = 30.0
@@ -73,46 +70,6 @@ STRATEGY_OPTIONS = {
     "box": (),
 }
 """The options each strategy depends on (besides ``negatives`` and ``group``)."""
-
-DATASETS = ("points", "point_labels", "point_set", "set_component", "set_class", "set_box")
-
-
-@dataclass
-class PromptSets:
-    """Prompt sets for one image, in the layout of the ``prompts`` HDF5 artifact.
-
-    - ``points``: float32 (P, 2), (x, y) pixel coordinates;
-    - ``point_labels``: int8 (P,), 1 = positive, 0 = negative;
-    - ``point_set``: int32 (P,), the set (0..S-1) of each point, ascending;
-    - ``set_component``: int32 (S,), 1-based component id of each set;
-    - ``set_class``: int32 (S,), class of each set;
-    - ``set_box``: float32 (S, 4), XYXY box prompt (max inclusive), NaN where the set has none.
-    """
-
-    points: np.ndarray
-    point_labels: np.ndarray
-    point_set: np.ndarray
-    set_component: np.ndarray
-    set_class: np.ndarray
-    set_box: np.ndarray
-    image_size: tuple[int, int]
-    strategy: str
-
-    @property
-    def count(self) -> int:
-        """S, the number of prompt sets."""
-        return int(self.set_component.shape[0])
-
-    def set_points(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The points (n, 2) float32 (x, y) and labels (n,) int8 of prompt set ``index``."""
-        start, stop = np.searchsorted(self.point_set, [index, index + 1])
-        return self.points[start:stop], self.point_labels[start:stop]
-
-    def set_box_or_none(self, index: int) -> np.ndarray | None:
-        """The (4,) XYXY box prompt of set ``index``, or None."""
-        box = self.set_box[index]
-        return None if np.isnan(box).any() else box
-
 
 def farthest_points(coords: np.ndarray, start: int, min_distance: float, max_points: int | None) -> np.ndarray:
     """Indices into ``coords`` (n, 2) chosen by farthest-point sampling from ``coords[start]``:
@@ -281,24 +238,3 @@ def sample_prompts(components: Components, strategy: str = "skeleton", spacing: 
     )
 
 
-def write_prompts(path: str | os.PathLike, prompts: PromptSets, attrs: Mapping[str, Any]) -> None:
-    """Atomically write ``prompts`` as a ``prompts`` HDF5 artifact with root ``attrs`` (provenance)
-    plus ``image_size`` and ``strategy``."""
-    datasets = {name: getattr(prompts, name) for name in DATASETS}
-    write_h5(path, datasets, {**attrs, "image_size": prompts.image_size, "strategy": prompts.strategy})
-
-
-def read_prompts(path: str | os.PathLike) -> PromptSets:
-    """Read a ``prompts`` HDF5 artifact; raises SesamInputError naming the file if it is not one."""
-    datasets, attrs = read_h5(path, STAGE)
-    missing = [name for name in DATASETS if name not in datasets]
-    if missing or "image_size" not in attrs:
-        raise SesamInputError(path, f"lacks {', '.join(missing) or 'image_size'}; rerun 'sesam sample-prompts'")
-    prompts = PromptSets(**{name: datasets[name] for name in DATASETS},
-                         image_size=tuple(int(v) for v in attrs["image_size"]),  # type: ignore[arg-type]
-                         strategy=str(attrs.get("strategy")))
-    point_counts = {len(prompts.points), len(prompts.point_labels), len(prompts.point_set)}
-    set_counts = {len(prompts.set_component), len(prompts.set_class), len(prompts.set_box)}
-    if len(point_counts) != 1 or len(set_counts) != 1:
-        raise SesamInputError(path, "inconsistent dataset shapes; rerun 'sesam sample-prompts'")
-    return prompts

@@ -17,18 +17,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
 import numpy as np
-from PIL import Image
 
 from . import IGNORE_INDEX
-from .decompose import decompose, read_components
+from .decompose import decompose
+from .io.components import read_components
 from .errors import SesamInputError
 from .evaluate import Scores, confusion_counts
-from .labels import read_image, read_label, write_label, write_png
+from .io.images import read_image, read_label, write_confidence, write_label
 from .presets import ClassPreset
 from .prompts import sample_prompts
 from .sam import predict_prompt_sets
 from .records import Record, require
-from .sam.base import Embedding, SamBackend
+from .io.embeddings import Embedding
+from .sam.base import SamBackend
 from .select import SesamParams, VoteParams, choose_sesam, kept_classes, merge_votes, overlay_weak
 
 log = logging.getLogger("sesam")
@@ -163,14 +164,12 @@ class RefinedImage:
     def write(self, paths: Mapping[str, str], preset: ClassPreset, meta: Mapping[str, Any]) -> None:
         """Write the outputs named in ``paths`` (keys of PREDICTION_OUTPUTS + REFINED_OUTPUTS): labels
         as palette PNGs, confidences as uint8 PNGs (255 × confidence), each with ``meta``."""
-        from .predict import confidence_to_uint8
-
         for key, path in paths.items():
             array = getattr(self, key)
             if key in ("prediction", "pseudo"):
                 write_label(path, array, preset, meta)
             else:
-                write_png(path, Image.fromarray(confidence_to_uint8(array), mode="L"), meta)
+                write_confidence(path, array, meta)
 
 
 @dataclass
@@ -203,7 +202,7 @@ class ImageRefiner:
     def refine(self, record: Record) -> RefinedImage:
         """The prediction of the record's 'image' by its 'checkpoint', and unless predicting only, the
         refined pseudo-label (its 'weak' or 'components' keep their class)."""
-        from .predict import predict_label
+        from .train.predict import predict_label
 
         require(record, "image")
         require(record, "checkpoint", hint="pass --checkpoint FILE")

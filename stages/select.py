@@ -34,11 +34,12 @@ import numpy as np
 from scipy import ndimage
 
 from . import IGNORE_INDEX
-from .artifacts import read_h5
-from .decompose import read_components
+from .io.components import read_components
 from .errors import SesamInputError
-from .labels import read_label
+from .io.images import read_label
 from .presets import ClassPreset
+from .io.coco import Instance
+from .io.masks import read_masks
 from .records import Record, require
 
 STRATEGIES = ("sesam", "jiang", "cam-merge")
@@ -54,24 +55,6 @@ CAM_MIN_INSIDE, CAM_MIN_COVER = 0.5, 0.85
 region it covers at least CAM_MIN_COVER of (:func:`select_cam_merge`)."""
 CAM_ONLY_CONFIDENCE = 0.5
 """Confidence of cam-merge pixels that keep their CAM label (no SAM mask claimed them)."""
-MASKS_STAGE = "sam-predict"
-MASK_DATASETS = ("masks", "iou_predictions", "set_component", "set_class")
-
-
-def read_masks(path: str) -> dict[str, np.ndarray]:
-    """The datasets of a ``masks`` artifact (stage sam-predict) that selection needs: ``masks`` bool
-    (S, M, H, W), ``iou_predictions`` (S, M), ``set_component``, ``set_class`` (S,), and any others
-    it holds. A file that is not one raises SesamInputError naming it."""
-    datasets, _attrs = read_h5(path, MASKS_STAGE)
-    missing = [name for name in MASK_DATASETS if name not in datasets]
-    if missing:
-        raise SesamInputError(path, f"lacks dataset(s) {', '.join(missing)}; rerun 'sesam sam-predict'")
-    masks = datasets["masks"]
-    if (masks.ndim != 4 or datasets["iou_predictions"].shape != masks.shape[:2]
-            or datasets["set_class"].shape != masks.shape[:1] or datasets["set_component"].shape != masks.shape[:1]):
-        raise SesamInputError(path, "inconsistent dataset shapes; rerun 'sesam sam-predict'")
-    return datasets
-
 
 @dataclass(frozen=True)
 class SesamParams:
@@ -138,15 +121,6 @@ class Selection:
         """int32 (S,): the kept hypothesis of each prompt set (the first, if several), -1 = none."""
         taken = self.hypothesis_class >= 0
         return np.where(taken.any(axis=1), taken.argmax(axis=1), -1).astype(np.int32)
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One object: ``mask`` bool (H, W), its class, and its score (mean predicted IoU of its masks)."""
-
-    mask: np.ndarray
-    class_index: int
-    score: float
 
 
 def boxes_weak_label(component_map: np.ndarray, background_class: int | None) -> np.ndarray:

@@ -15,14 +15,14 @@ from typing import Callable
 import numpy as np
 
 from .errors import SesamInputError
-from .labels import read_image, read_label, read_single_channel
+from .io.images import read_image, read_label, read_single_channel
 from .presets import ClassPreset
 from .records import Record, require
 from .render import (
     Panel, compose, distinct_colours, draw_boxes, draw_points, marker_radius, overlay_confidence, overlay_labels,
     overlay_masks, overlay_regions,
 )
-from .select import read_masks
+from .io.masks import read_masks
 
 log = logging.getLogger("sesam")
 
@@ -64,7 +64,7 @@ def paint_label(drawing: Drawing, key: str, path: str) -> list[Panel]:
     """A label map PNG in class colours (a weak label's single-pixel clicks as discs), or a boxes
     JSON as rectangles."""
     if path.lower().endswith(".json"):
-        from stages.decompose import read_boxes
+        from stages.io.boxes import read_boxes
 
         boxes, classes, _ = read_boxes(path, drawing.preset, drawing.size)
         picture = draw_boxes(drawing.photo, boxes, drawing.class_colours(classes))
@@ -89,7 +89,7 @@ def paint_confidence(drawing: Drawing, key: str, path: str) -> list[Panel]:
 
 def paint_components(drawing: Drawing, key: str, path: str) -> list[Panel]:
     """A components HDF5: each component in its own colour, outlined."""
-    from stages.decompose import read_components
+    from stages.io.components import read_components
 
     components = read_components(path)
     drawing.check_size(path, components.image_size)
@@ -100,7 +100,7 @@ def paint_components(drawing: Drawing, key: str, path: str) -> list[Panel]:
 def paint_prompts(drawing: Drawing, key: str, path: str) -> list[Panel]:
     """A prompts HDF5, in the class colour of each prompt set: box prompts as rectangles, positive
     points as discs, negative points as crosses (in the colour of the class they exclude)."""
-    from stages.prompts import read_prompts
+    from stages.io.prompts import read_prompts
 
     prompts = read_prompts(path)
     drawing.check_size(path, prompts.image_size)

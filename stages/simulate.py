@@ -11,10 +11,8 @@ depend on the order or sharding of images.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -26,7 +24,7 @@ from skimage.measure import approximate_polygon, find_contours
 from skimage.morphology import skeletonize
 
 from . import IGNORE_INDEX
-from .artifacts import atomic_path
+from .io.boxes import Boxes
 from .presets import ClassPreset
 
 KINDS = ("points", "scribbles", "coarse", "boxes")
@@ -91,7 +89,7 @@ def label_regions(gt: np.ndarray, instances: np.ndarray | None = None, min_area:
     """Split a ground truth (H, W) uint8 into regions.
 
     ``instances``: optional (H, W) integer instance ids (0 = none, 255 = ignore, any other value an
-    instance, e.g. VOC's 1..n or Cityscapes' label id x 1000 + k; see ``stages.labels.read_instances``).
+    instance, e.g. VOC's 1..n or Cityscapes' label id x 1000 + k; see ``stages.io.images.read_instances``).
     An instance's class is the most frequent ground-truth class among its pixels; its region is its
     pixels of that class. Labelled pixels outside every instance region form one region per
     connected piece of each class. Regions under ``min_area`` pixels (a value below 1 is a fraction
@@ -364,15 +362,6 @@ def simulate_coarse(regions: Regions, margin: float = 0.25) -> np.ndarray:
     return weak
 
 
-@dataclass(frozen=True)
-class Boxes:
-    """Box labels of one image: ``boxes`` float32 (N, 4) XYXY (inclusive maxima), ``classes`` int32 (N,)."""
-
-    image_size: tuple[int, int]
-    boxes: np.ndarray
-    classes: np.ndarray
-
-
 def simulate_boxes(regions: Regions, preset: ClassPreset) -> Boxes:
     """One tight box per region (each instance; each piece of a class without instances), none for
     the preset's background class."""
@@ -411,18 +400,4 @@ def labelled_fraction(weak: np.ndarray | Boxes) -> float:
         return float(covered.mean()) if covered.size else 0.0
     return float(np.mean(weak != IGNORE_INDEX)) if weak.size else 0.0
 
-
-def write_boxes(path: str | os.PathLike, boxes: Boxes, meta: Mapping[str, Any] | None = None) -> None:
-    """Atomically write boxes as JSON (docs/FORMATS.md), with provenance ``meta`` under ``sesam``.
-    ``stages.decompose.read_boxes`` reads it back."""
-    content: dict[str, Any] = {
-        "image_size": list(boxes.image_size),
-        "boxes": [{"box": [int(v) if float(v).is_integer() else float(v) for v in box], "class": int(cls)}
-                  for box, cls in zip(boxes.boxes, boxes.classes)],
-    }
-    if meta is not None:
-        content["sesam"] = dict(meta)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(content, handle)
 

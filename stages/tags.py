@@ -1,27 +1,16 @@
 """Image-level labels ("tags"): which classes an image contains, the weakest label sesam reads.
 
-A record's ``tags`` is either a JSON list of class names or indices (``["car", "road"]``, ``[3, 8]``)
-or the path of a tags JSON file (``sesam simulate --kind tags`` writes one per image, docs/FORMATS.md):
-
-    {"tags": ["road", "car"], "sesam": {...provenance...}}
-
-A tags CSV holds one image per line, ``id,class,class,...`` (names or indices; an optional first line
-starting with ``id`` is a header). The background class of a preset with one is never a tag: every
-photo has background, so it tells a classifier nothing; it is dropped where given. Tags are returned
-as sorted int64 arrays of class indices.
+Tags are sorted int64 arrays of class indices, never the background class of a preset with one;
+their files and record values are read and written by :mod:`stages.io.tags`. This module holds what
+a classifier makes of them: its outputs (:func:`tag_classes`), targets (:func:`multi_hot`), and the
+tags a ground truth implies (:func:`tags_from_label`).
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-from typing import Any, Iterable, Mapping
-
 import numpy as np
 
-from .artifacts import atomic_path
-from .errors import SesamInputError
+from .io.tags import parse_tags
 from .presets import ClassPreset
 from .simulate import resolve_size
 
@@ -33,71 +22,6 @@ def tag_classes(preset: ClassPreset) -> np.ndarray:
     """int64 (C,): the classes a tag can name, i.e. a classifier's outputs: the preset's classes
     without its background class."""
     return np.arange(1 if preset.has_background else 0, preset.num_classes, dtype=np.int64)
-
-
-def _class_index(value: Any, preset: ClassPreset, source: str | None) -> int:
-    """The class index a tag names (a class name, or an index as int or digit string)."""
-    if isinstance(value, str) and not value.strip().isdigit():
-        name = value.strip()
-        if name not in preset.classes:
-            raise SesamInputError(source, f"tag '{name}' is not a class of the '{preset.name}' preset")
-        return preset.classes.index(name)
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise SesamInputError(source, f"tag {value!r} is neither a class name nor a class index")
-    index = int(value)
-    if not 0 <= index < preset.num_classes:
-        raise SesamInputError(source, f"tag {index} is outside the '{preset.name}' preset's classes "
-                                      f"0..{preset.num_classes - 1}")
-    return index
-
-
-def parse_tags(values: Iterable[Any], preset: ClassPreset, source: str | None = None) -> np.ndarray:
-    """Sorted unique int64 class indices from tag names / indices; the background class is dropped."""
-    indices = {_class_index(value, preset, source) for value in values}
-    if preset.has_background:
-        indices.discard(0)
-    return np.array(sorted(indices), dtype=np.int64)
-
-
-def read_tags(value: Any, preset: ClassPreset, record_id: str | None = None) -> np.ndarray:
-    """The tags of a record's ``tags`` value: an inline JSON list, or the path of a tags JSON file
-    (``{"tags": [...]}`` or a bare list)."""
-    if isinstance(value, list):
-        return parse_tags(value, preset, f"record '{record_id}'")
-    if not isinstance(value, str):
-        raise SesamInputError(None, f"record '{record_id}': 'tags' must be a list of classes or a tags file")
-    try:
-        with open(value, encoding="utf-8") as handle:
-            content = json.load(handle)
-    except OSError as exc:
-        raise SesamInputError(value, f"cannot read the tags file ({exc.strerror})") from None
-    except ValueError:
-        raise SesamInputError(value, "is not a JSON tags file") from None
-    listed = content.get("tags") if isinstance(content, dict) else content
-    if not isinstance(listed, list):
-        raise SesamInputError(value, "holds no 'tags' list")
-    return parse_tags(listed, preset, value)
-
-
-def read_tags_csv(path: str, preset: ClassPreset) -> dict[str, np.ndarray]:
-    """id -> tags from a CSV of ``id,class,class,...`` lines (blank fields and lines ignored)."""
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            rows = [[field.strip() for field in row] for row in csv.reader(handle)]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SesamInputError(path, f"cannot read the tags CSV ({getattr(exc, 'strerror', None) or exc})") from None
-    rows = [row for row in rows if any(row)]
-    if rows and rows[0][0].lower() == "id":
-        rows = rows[1:]
-    tags: dict[str, np.ndarray] = {}
-    for number, row in enumerate(rows, 1):
-        image_id = row[0]
-        if image_id in tags:
-            raise SesamInputError(path, f"lists id '{image_id}' twice")
-        tags[image_id] = parse_tags([field for field in row[1:] if field], preset, f"{path} ({image_id})")
-    if not tags:
-        raise SesamInputError(path, "lists no image")
-    return tags
 
 
 def tags_from_label(label: np.ndarray, preset: ClassPreset, min_area: float = DEFAULT_MIN_AREA) -> np.ndarray:
@@ -118,14 +42,3 @@ def multi_hot(tags: np.ndarray, preset: ClassPreset) -> np.ndarray:
     target = np.zeros(len(tag_classes(preset)), np.float32)
     target[class_outputs(tags, preset)] = 1
     return target
-
-
-def write_tags(path: str | os.PathLike, tags: np.ndarray, preset: ClassPreset,
-               meta: Mapping[str, Any] | None = None) -> None:
-    """Atomically write a tags JSON file (class names), with provenance ``meta`` under ``sesam``."""
-    content: dict[str, Any] = {"tags": [preset.classes[int(index)] for index in tags]}
-    if meta is not None:
-        content["sesam"] = dict(meta)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(content, handle)

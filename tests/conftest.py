@@ -58,7 +58,7 @@ def voc_weak(voc_dataset) -> str:
     from scipy import ndimage
     from skimage.morphology import skeletonize
 
-    from stages.labels import read_label, write_label
+    from stages.io.images import read_label, write_label
     from stages.presets import get_preset
 
     preset = get_preset("voc")

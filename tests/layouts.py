@@ -31,7 +31,7 @@ from PIL import Image
 from scipy import ndimage
 
 from stages import IGNORE_INDEX
-from stages.labels import write_label
+from stages.io.images import write_label
 from stages.presets import CITYSCAPES_CLASSES, get_preset
 
 SIZE = (96, 128)

@@ -29,11 +29,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sesam_cli.main import cli
-from stages.artifacts import provenance, write_h5
-from stages.decompose import decompose, write_components
-from stages.labels import read_label, write_label
+from stages.io.artifacts import provenance, write_h5
+from stages.decompose import decompose
+from stages.io.components import write_components
+from stages.io.images import read_label, write_label
 from stages.presets import get_preset
-from stages.prompts import PromptSets, read_prompts, sample_prompts, write_prompts
+from stages.io.prompts import PromptSets, read_prompts, write_prompts
+from stages.prompts import sample_prompts
 from tiny_sam import TINY_MODEL_TYPE, save_tiny_checkpoint
 
 VOC = get_preset("voc")
@@ -133,7 +135,7 @@ class World:
         until a line arrives on its stdin, then finishes the write."""
         code = textwrap.dedent(f"""
             import sys
-            from stages.artifacts import atomic_path
+            from stages.io.atomic import atomic_path
             with atomic_path({target!r}) as tmp:
                 open(tmp, "wb").write(b"half an artifact")
                 print("ready", flush=True)
@@ -296,7 +298,7 @@ def _all_ignore(fill: int) -> Callable[[World, Outcome], None]:
 
 def _components_of(weak_path: str) -> Callable[[World, Outcome], None]:
     def check(world: World, outcome: Outcome) -> None:
-        from stages.decompose import read_components
+        from stages.io.components import read_components
 
         assert "1 made" in outcome.log or "2 made" in outcome.log, outcome.log
         made = read_components(outcome.records[-1]["components"])
@@ -326,7 +328,7 @@ def _replace_weak_keeping_mtime(world: World, sam: dict) -> None:
 
 
 def _redone_from_new_content(world: World, outcome: Outcome) -> None:
-    from stages.decompose import read_components
+    from stages.io.components import read_components
 
     assert "1 made, 0 up to date" in outcome.log
     np.testing.assert_array_equal(read_components(outcome.records[0]["components"]).weak_label, world.notes["weak"])
@@ -356,7 +358,7 @@ def _live_writer_survives(world: World, outcome: Outcome) -> None:
 
 
 def _checkpoint_temporaries(world: World, sam: dict) -> None:
-    from stages.artifacts import _HOST
+    from stages.io.atomic import _HOST
 
     open(world.path("out", "train", f".iter_20.pt.{dead_pid()}@{_HOST}.abcd1234.tmp"), "wb").close()
     old = world.path("out", "train", ".iter_40.pt.x9y8z7w6.tmp")
@@ -365,7 +367,7 @@ def _checkpoint_temporaries(world: World, sam: dict) -> None:
 
 
 def _cache_temporary(world: World, sam: dict) -> None:
-    from stages.artifacts import _HOST
+    from stages.io.atomic import _HOST
 
     entry = warm_cache(world, sam)
     os.unlink(entry)
@@ -420,7 +422,7 @@ def _strace_or_skip(world: World, sam: dict) -> None:
 
 
 def _float_masks(world: World, sam: dict) -> None:
-    from stages.decompose import read_components
+    from stages.io.components import read_components
 
     record = world.record("a", keys=("image", "gt", "weak"))
     world.write_masks("a", read_components(world.path("components", "a.h5")), record, dtype=np.float32)

@@ -17,15 +17,17 @@ import torch
 from PIL import Image
 
 from stages import IGNORE_INDEX
-from stages.artifacts import read_h5
-from stages.cam import ClassActivationMaps, cam_label, cam_peak_prompts, cam_peaks, read_cams, write_cams
+from stages.io.artifacts import read_h5
+from stages.cam import cam_label, cam_peak_prompts, cam_peaks
+from stages.io.cams import ClassActivationMaps, read_cams, write_cams
 from stages.decompose import decompose
 from stages.errors import SesamInputError
-from stages.labels import read_image, read_label, write_label, write_png
+from stages.io.images import read_image, read_label, write_label, write_png
 from stages.presets import get_preset, load_classes_file
-from stages.prompts import read_prompts
+from stages.io.prompts import read_prompts
 from stages.select import select_sesam_reference
-from stages.tags import multi_hot, read_tags, read_tags_csv, tag_classes, tags_from_label
+from stages.io.tags import read_tags, read_tags_csv
+from stages.tags import multi_hot, tag_classes, tags_from_label
 from stages.train.checkpoint import read_checkpoint
 from stages.train.classifier import class_activation_maps, load_classifier
 from stages.train.data import image_to_tensor
@@ -177,7 +179,7 @@ def test_cams_artifacts_round_trip_as_float16(tmp_path):
 
 
 def write_h5_of_stage(path, stage: str):
-    from stages.artifacts import write_h5
+    from stages.io.artifacts import write_h5
     write_h5(path, {"cams": np.zeros((1, 2, 2))}, {"stage": stage})
     return path
 

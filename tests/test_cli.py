@@ -7,13 +7,16 @@ import sys
 
 import pytest
 
+from commands import walk_commands
 from sesam_cli.main import COMMANDS
 from stages import __version__
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_every_command_has_help_with_an_example(sesam, command):
-    result = sesam(command, "--help")
+@pytest.mark.parametrize("path", [path for path, _command in walk_commands() if path], ids=" ".join)
+def test_every_command_has_help_with_an_example(sesam, path):
+    """Every command and subcommand (``models fetch``, ``cam train``, ...)."""
+    command = " ".join(path)
+    result = sesam(*path, "--help")
     assert "Example" in result.stdout, f"sesam {command} --help shows no example"
     assert f"sesam {command}" in result.stdout.split("Example", 1)[1]
 

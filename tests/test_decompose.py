@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from stages.artifacts import read_h5
-from stages.decompose import Components, decompose, decompose_boxes, read_components, write_components
-from stages.labels import read_label, write_label
+from stages.io.artifacts import read_h5
+from stages.decompose import decompose, decompose_boxes
+from stages.io.components import Components, read_components, write_components
+from stages.io.images import read_label, write_label
 from stages.presets import get_preset
 
 VOC = get_preset("voc")
@@ -111,8 +112,8 @@ def test_components_round_trip(tmp_path):
 
 
 def test_wide_component_maps_and_old_int32_files_read_back_as_int32(tmp_path):
-    from stages.artifacts import write_h5
-    from stages.decompose import DATASETS, stored_map_dtype
+    from stages.io.artifacts import write_h5
+    from stages.io.components import DATASETS, stored_map_dtype
 
     assert (stored_map_dtype(255), stored_map_dtype(256), stored_map_dtype(70000)) == (np.uint8, np.uint16, np.int32)
     label = np.full((40, 40), 255, np.uint8)

@@ -8,7 +8,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from stages.artifacts import read_h5
+from stages.io.artifacts import read_h5
 from stages.sam.models import DEFAULT_MODEL
 
 
@@ -71,8 +71,3 @@ def test_embed_bad_images_name_the_file(sesam, sam_home, tmp_path, voc_dataset, 
 
     result = sesam("embed", "--cache-dir", tmp_path / "cache", input=sesam.lines([{"id": "x"}]), expect=1)
     assert "'image'" in result.stderr
-
-
-def test_embed_help_has_an_example(sesam):
-    text = sesam("embed", "--help").stdout
-    assert "Example:" in text and "--backend [auto|torch|onnx|sam|sam2]" in text and "sam2" in text

@@ -12,7 +12,7 @@ from PIL import Image
 
 from stages.errors import SesamInputError
 from stages.evaluate import Scores, confusion_counts
-from stages.labels import write_label
+from stages.io.images import write_label
 from stages.presets import get_preset, load_classes_file
 
 VOC = get_preset("voc")

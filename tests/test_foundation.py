@@ -12,9 +12,11 @@ from PIL import Image
 
 from sesam_cli.stream import (LogProgress, PerImageStage, Shard, format_duration, record_id, records_from_files,
                               records_from_lines)
-from stages.artifacts import atomic_path, is_current, open_h5, provenance, read_h5, write_h5
+from stages.io.artifacts import is_current, open_h5, provenance, read_h5, write_h5
+from stages.io.atomic import atomic_path, write_json
 from stages.errors import SesamInputError
-from stages.labels import read_image, read_label, read_png_provenance, write_label
+from stages.io.images import check_same_size, read_image, read_label, read_png_provenance, write_label
+from stages.io import masks as masks_codec
 from stages.presets import ADE20K_CLASSES, CITYSCAPES_CLASSES, get_preset, load_classes_file
 
 
@@ -260,9 +262,37 @@ def test_reduce_zero_label_reads_ade20k_encoding(tmp_path):
         read_label(path, get_preset("ade20k"))
 
 
-def test_artifacts_get_the_usual_file_mode_not_mkstemps_private_one(tmp_path):
-    path = tmp_path / "shared.h5"
-    write_h5(path, {"x": np.zeros(1)}, provenance("s", {}))
-    umask = os.umask(0)
-    os.umask(umask)
-    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_artifacts_get_the_usual_file_mode_not_mkstemps_private_one(tmp_path, umask):
+    """The mode follows the umask in force when the file is written (not one read at import)."""
+    previous = os.umask(umask)
+    try:
+        write_h5(tmp_path / "shared.h5", {"x": np.zeros(1)}, provenance("s", {}))
+        write_json(tmp_path / "shared.json", {"x": 1})
+    finally:
+        os.umask(previous)
+    for name in ("shared.h5", "shared.json"):
+        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_check_same_size_compares_height_and_width_and_names_the_file():
+    check_same_size("a.png", (48, 64, 3), (48, 64))
+    check_same_size("a.png", (48, 64), None)
+    with pytest.raises(SesamInputError, match=r"^b\.png: label size 30x20 \(WxH\) does not match its photo's 64x48$"):
+        check_same_size("b.png", (20, 30), (48, 64), "label size")
+
+
+def test_masks_codec_round_trip_and_refusals(tmp_path):
+    arrays = {"masks": np.zeros((2, 4, 6, 8), bool), "iou_predictions": np.ones((2, 4), np.float32),
+              "set_component": np.array([1, 2], np.int32), "set_class": np.array([3, 3], np.int32)}
+    arrays["masks"][1, 2, 1:3, 2:5] = True
+    masks_codec.write_masks(tmp_path / "m.h5", arrays, provenance(masks_codec.STAGE, {}))
+    read = masks_codec.read_masks(tmp_path / "m.h5")
+    assert all(np.array_equal(read[name], arrays[name]) for name in masks_codec.DATASETS)
+    write_h5(tmp_path / "other.h5", arrays, provenance("select", {}))
+    with pytest.raises(SesamInputError, match="made by stage 'select', expected 'sam-predict'"):
+        masks_codec.read_masks(tmp_path / "other.h5")
+    masks_codec.write_masks(tmp_path / "short.h5", {**arrays, "set_class": np.array([3], np.int32)},
+                            provenance(masks_codec.STAGE, {}))
+    with pytest.raises(SesamInputError, match="inconsistent dataset shapes"):
+        masks_codec.read_masks(tmp_path / "short.h5")

@@ -95,8 +95,3 @@ def test_sesam_home_default(monkeypatch, env, expected):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert sesam_home() == expected
-
-
-def test_models_help_has_an_example(sesam):
-    for command in (("models",), ("models", "fetch"), ("models", "list")):
-        assert "Example:" in sesam(*command, "--help").stdout

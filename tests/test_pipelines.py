@@ -27,8 +27,8 @@ from PIL import Image
 from scipy import ndimage
 
 from stages import IGNORE_INDEX
-from stages.decompose import read_boxes
-from stages.labels import read_instances, read_label
+from stages.io.boxes import read_boxes
+from stages.io.images import read_instances, read_label
 from stages.presets import get_preset
 
 from layouts import (ADE_IMAGES, CAMVID_IMAGES, CITYSCAPES_IMAGES, VOC_IDS, Scene, ade20k_annotation, camvid_truth,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.labels import read_instances, read_label
+from stages.io.images import read_instances, read_label
 from stages.presets import get_preset
 from stages.simulate import label_regions
 

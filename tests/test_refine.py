@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from stages.labels import read_image, read_label, write_label
-from stages.predict import predict_probabilities
+from stages.io.images import read_image, read_label, write_label
+from stages.train.predict import predict_probabilities
 from stages.presets import get_preset
 from stages.refine import ImageRefiner, Networks, RoundReport
 from stages.train.checkpoint import load_network

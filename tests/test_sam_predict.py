@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from stages.artifacts import provenance, read_h5
-from stages.labels import read_image
-from stages.prompts import PromptSets, write_prompts
+from stages.io.artifacts import provenance, read_h5
+from stages.io.images import read_image
+from stages.io.prompts import PromptSets, write_prompts
 from stages.sam import box_nms
 from tiny_sam import TINY_MODEL_TYPE, save_tiny_checkpoint
 
@@ -196,13 +196,8 @@ def test_no_cache_writes_nothing(sesam, sam_home, tmp_path):
     assert masks.shape[1:] == (1, 120, 160) and read_image(photo).shape == (120, 160, 3)
 
 
-def test_sam_predict_help_has_an_example(sesam):
-    text = sesam("sam-predict", "--help").stdout
-    assert "Example:" in text and "--grid N" in text and "--multimask / --single" in text
-
-
 def test_prompt_problems_name_what_is_wrong():
-    from stages.sam import prompt_problems
+    from stages.io.prompts import prompt_problems
 
     def sets(points, point_set, boxes, size=(100, 200)):
         count = len(boxes)

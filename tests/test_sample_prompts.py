@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from skimage import draw
 
-from stages.artifacts import read_h5
-from stages.decompose import decompose, decompose_boxes, read_components, write_components
-from stages.prompts import STRATEGIES, PromptSets, read_prompts, sample_prompts, write_prompts
+from stages.io.artifacts import read_h5
+from stages.decompose import decompose, decompose_boxes
+from stages.io.components import read_components, write_components
+from stages.io.prompts import PromptSets, read_prompts, write_prompts
+from stages.prompts import STRATEGIES, sample_prompts
 
 
 def shapes_label() -> np.ndarray:

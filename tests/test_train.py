@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stages.labels import read_image, read_label, write_label, write_png
+from stages.io.images import read_image, read_label, write_label, write_png
 from stages.presets import get_preset
 from stages.train.checkpoint import load_network
 from stages.train.data import image_to_tensor

@@ -14,7 +14,7 @@ import os
 import sys
 
 from stages.errors import SesamInputError
-from stages.labels import read_label, write_label
+from stages.io.images import read_label, write_label
 from stages.presets import get_preset
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Embedding, SamBackend
+from ..io.embeddings import Embedding
+from .base import SamBackend
 from .predict import decode_in_chunks
 
 GRID_POINTS = 32

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..io.embeddings import Embedding
 from .transforms import LONG_SIDE, preprocess_image, stability_scores, to_input_frame, upscale_logits
 
 LOW_RES = 256
@@ -52,22 +53,6 @@ class ModelIdentity:
     def embedding_key(self) -> str:
         """A directory name for this encoder's embeddings, e.g. ``onnx-18348d144bd35728``."""
         return f"{self.embedding_prefix or self.backend}-{self.encoder_sha256[:16]}"
-
-
-@dataclass(frozen=True)
-class Embedding:
-    """An image as the decoder sees it.
-
-    ``features``: (1, C, 64, 64) float32 image embedding; ``original_size``: the image's (H, W);
-    ``input_size``: its (h, w) in the encoder's input frame (SAM: the longest side resized to 1024;
-    SAM 2: the image stretched to 1024x1024); ``high_res``: further float32 feature maps the decoder
-    reads (SAM 2: (1, 32, 256, 256) and (1, 64, 128, 128)), empty for SAM.
-    """
-
-    features: np.ndarray
-    original_size: tuple[int, int]
-    input_size: tuple[int, int]
-    high_res: tuple[np.ndarray, ...] = ()
 
 
 def check_prompt_set(points: np.ndarray, labels: np.ndarray, box: np.ndarray | None,

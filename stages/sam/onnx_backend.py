@@ -23,7 +23,8 @@ import numpy as np
 
 from ..devices import cuda_index, is_cuda
 from ..errors import SesamInputError
-from .base import LOW_RES, Embedding, ModelIdentity, SamBackend
+from ..io.embeddings import Embedding
+from .base import LOW_RES, ModelIdentity, SamBackend
 
 ALL_MASKS_TENSOR = "/Reshape_9_output_0"
 """(1, 4, 256, 256) low-res logits of every hypothesis, inside the standard SAM decoder export."""

@@ -1,60 +1,18 @@
 """Prompt sets in, mask hypotheses out: the body of ``sesam sam-predict`` (and of refinement rounds).
 
-Prompt sets are ``stages.prompts.PromptSets`` (the ``prompts`` HDF5 of docs/FORMATS.md).
+Prompt sets are ``stages.io.prompts.PromptSets`` (the ``prompts`` HDF5 of docs/FORMATS.md).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
 import numpy as np
 
 from ..errors import SesamInputError
-from ..prompts import PromptSets, read_prompts
-from .base import Embedding, PromptBatch, SamBackend
-
-
-def prompt_problems(prompts: PromptSets, image_size: tuple[int, int]) -> list[str]:
-    """What makes ``prompts`` unusable on an (H, W) image (points or boxes outside it, empty sets); [] if nothing."""
-    height, width = image_size
-    found = []
-    if tuple(prompts.image_size) != tuple(image_size):
-        found.append(f"made for a {prompts.image_size[1]}x{prompts.image_size[0]} image, but the photo is "
-                     f"{width}x{height}")
-    if (np.diff(prompts.point_set) < 0).any():
-        found.append("point_set is not in ascending order")
-    bad_labels = np.setdiff1d(prompts.point_labels, (0, 1))
-    if len(bad_labels):
-        found.append(f"point_labels hold {', '.join(str(v) for v in bad_labels[:5])}; "
-                     "a point is 1 (positive) or 0 (negative)")
-    points = prompts.points.reshape(-1, 2)
-    outside = ~((points[:, 0] >= 0) & (points[:, 0] < width) & (points[:, 1] >= 0) & (points[:, 1] < height))
-    if outside.any():
-        index = int(np.flatnonzero(outside)[0])
-        found.append(f"{int(outside.sum())} point(s) outside the {width}x{height} image, e.g. "
-                     f"(x={points[index, 0]:g}, y={points[index, 1]:g}) of prompt set {int(prompts.point_set[index])}")
-    boxed = ~np.isnan(prompts.set_box).any(axis=1)
-    boxes = prompts.set_box[boxed]
-    bad_box = ((boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
-               | (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]))
-    if bad_box.any():
-        index = int(np.flatnonzero(boxed)[np.flatnonzero(bad_box)[0]])
-        found.append(f"box {prompts.set_box[index].tolist()} of prompt set {index} is not an XYXY box "
-                     f"inside the {width}x{height} image")
-    empty = np.setdiff1d(np.flatnonzero(~boxed), prompts.point_set)
-    if len(empty):
-        found.append(f"prompt set {int(empty[0])} has neither points nor a box")
-    return found
-
-
-def read_prompt_sets(path: str | os.PathLike, image_size: tuple[int, int]) -> PromptSets:
-    """The prompt sets of a ``sample-prompts`` HDF5, checked against the (H, W) photo they are for."""
-    prompts = read_prompts(path)
-    problems = prompt_problems(prompts, image_size)
-    if problems:
-        raise SesamInputError(path, "; ".join(problems))
-    return prompts
+from ..io.prompts import PromptSets
+from ..io.embeddings import Embedding
+from .base import PromptBatch, SamBackend
 
 
 def _hypotheses(multimask: bool) -> slice:

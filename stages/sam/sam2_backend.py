@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import SesamInputError
-from .base import BOX_LABELS, LOW_RES, PADDING_LABEL, Embedding, ModelIdentity, PromptBatch
+from ..io.embeddings import Embedding
+from .base import BOX_LABELS, LOW_RES, PADDING_LABEL, ModelIdentity, PromptBatch
 from .sam_backend import TorchSamBackend, exact_float32_on_cuda
 
 SAM2_CONFIGS = ("sam2.1_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l",

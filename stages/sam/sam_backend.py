@@ -21,7 +21,8 @@ import numpy as np
 
 from ..devices import is_cuda
 from ..errors import SesamInputError
-from .base import Embedding, ModelIdentity, PromptBatch, SamBackend
+from ..io.embeddings import Embedding
+from .base import ModelIdentity, PromptBatch, SamBackend
 from .transforms import upscale_taps
 
 ENCODER_WIDTHS = {1280: "vit_h", 1024: "vit_l", 768: "vit_b"}

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..artifacts import atomic_path
+from ..io.atomic import atomic_path
 from ..errors import SesamInputError
 from ..presets import ClassPreset
 from . import WEIGHTS

@@ -21,7 +21,6 @@ image size (IRN's multi-scale inference).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -35,9 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import IGNORE_INDEX
-from ..artifacts import atomic_path
+from ..io.atomic import write_json
 from ..errors import SesamInputError
-from ..labels import read_image
+from ..io.images import read_image
 from ..presets import ClassPreset
 from ..tags import multi_hot, tag_classes
 from .augment import augment_batch, draw_augmentation
@@ -259,8 +258,7 @@ class CamTrainer:
             for name in os.listdir(self.output_dir):
                 if name == LAST_CHECKPOINT or (name.startswith("iter_") and name.endswith(".pt")):
                     os.unlink(os.path.join(self.output_dir, name))
-        with atomic_path(os.path.join(self.output_dir, CONFIG_FILE)) as tmp, open(tmp, "w") as handle:
-            json.dump(self.description, handle, indent=2)
+        write_json(os.path.join(self.output_dir, CONFIG_FILE), self.description, indent=2)
 
     def _step(self, batch: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
         factor = self.config.learning_rate_factor(iteration)

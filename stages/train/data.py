@@ -18,7 +18,7 @@ import torch
 
 from .. import IGNORE_INDEX
 from ..errors import SesamInputError
-from ..labels import image_size, read_image, read_label
+from ..io.images import check_same_size, image_size, read_image, read_label
 from ..presets import ClassPreset
 from .augment import IMAGENET_MEAN, IMAGENET_STD, draw_augmentation
 
@@ -63,8 +63,7 @@ def training_images(records: Sequence[Mapping[str, Any]], use_weak: bool, use_ps
             if str(record[key]).endswith(".json"):
                 raise SesamInputError(record[key], f"is a boxes file; the {key} loss needs a label map "
                                                    "(switch that loss off, or pass a PNG)")
-            if image_size(record[key]) != size:
-                raise SesamInputError(record[key], f"size does not match its photo {record['image']}")
+            check_same_size(record[key], image_size(record[key]), size, of=f"its photo {record['image']}")
         images.append(TrainingImage(record["id"], record["image"], record.get("weak") if use_weak else None,
                                     record.get("pseudo") if use_pseudo else None))
     return images

@@ -1,6 +1,6 @@
 """The training loop: iterations of SGD/AdamW with a warm-up and poly schedule, an EMA teacher, checkpoints, resume.
 
-``train(config, images, preset, output_dir)`` writes into ``output_dir``:
+``Trainer(config, images, preset, output_dir).run()`` writes into ``output_dir``:
 
 - ``config.json``: the run's settings, class list and a digest of its data (the same for an
   interrupted-and-resumed run as for an uninterrupted one);
@@ -32,11 +32,11 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..artifacts import atomic_path
+from ..io.atomic import write_json, write_text
 from ..errors import SesamInputError
 from ..evaluate import Scores, confusion_counts
-from ..labels import read_image, read_label
-from ..predict import predict_label
+from ..io.images import read_image, read_label
+from .predict import predict_label
 from ..presets import ClassPreset
 from . import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, recipe
 from .augment import augment_batch
@@ -242,8 +242,7 @@ class MetricsLog:
         if keep_until is not None and os.path.exists(path):
             with open(path, encoding="utf-8") as handle:
                 kept = [line for line in handle if line.strip() and json.loads(line)["iteration"] <= keep_until]
-        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-            handle.writelines(kept)
+        write_text(path, "".join(kept))
         self.handle = open(path, "a", encoding="utf-8")
 
     def write(self, entry: dict[str, Any]) -> None:
@@ -472,8 +471,7 @@ class Trainer:
             for name in os.listdir(self.output_dir):
                 if name == LAST_CHECKPOINT or (name.startswith("iter_") and name.endswith(".pt")):
                     os.unlink(os.path.join(self.output_dir, name))
-        with atomic_path(os.path.join(self.output_dir, CONFIG_FILE)) as tmp, open(tmp, "w") as handle:
-            json.dump(self.description, handle, indent=2)
+        write_json(os.path.join(self.output_dir, CONFIG_FILE), self.description, indent=2)
 
     def _loop(self, network: nn.Module, store: ImageStore, start: int, stop: StopRequest,
               metrics: MetricsLog | None, on_iteration: Callable[[dict[str, Any]], None] | None) -> TrainResult:

@@ -1,12 +1,10 @@
-"""Per-image artifacts on disk: atomic writes, HDF5 with provenance, up-to-date checks.
+"""HDF5 artifacts with provenance, and whether an artifact on disk is up to date.
 
-Every artifact is written to a temporary file in its final directory and renamed into place, so a
-crash never leaves a half-written file under the final name. The temporary is named
-``.NAME.PID@HOST.XXXXXXXX.tmp`` after its writer, so that a later run can tell the leftovers of a
-killed process (:func:`remove_stale_temporaries`) from a file another live process is writing.
-HDF5 artifacts carry provenance as root attributes (``sesam_version``, ``stage``, ``params`` JSON,
-``record`` JSON, ``inputs`` JSON, optional ``model`` JSON) and a final ``complete`` flag; a file
-that lacks them, or does not open, is treated as absent and redone.
+HDF5 artifacts are written atomically (:mod:`stages.io.atomic`) and carry provenance as root
+attributes (``sesam_version``, ``stage``, ``params`` JSON, ``record`` JSON, ``inputs`` JSON,
+optional ``model`` JSON) and a final ``complete`` flag; a file that lacks them, or does not open,
+is treated as absent and redone. PNG and JSON artifacts carry the same provenance in a text chunk
+(:mod:`stages.io.images`) or under a ``sesam`` key (:mod:`stages.io.atomic`).
 
 ``inputs`` is the identity of every input file the record names (:func:`input_identities`): its
 content digest (sha256) for files up to ``DIGESTED_UP_TO`` bytes, and its size and modification
@@ -20,95 +18,22 @@ import functools
 import hashlib
 import json
 import os
-import re
-import socket
-import tempfile
-import time
 from stat import S_ISREG
 from typing import Any, Iterable, Iterator, Mapping
 
 import h5py
 import numpy as np
 
-from . import __version__
-from .errors import SesamInputError
+from .. import __version__
+from ..errors import SesamInputError
+from .atomic import atomic_path, read_json_provenance
+from .images import read_png_provenance
 
 COMPLETE_ATTR = "complete"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 DIGESTED_UP_TO = 64 << 20
 """Input files up to this size (label maps, photos, HDF5 artifacts) are identified by their sha256;
 larger ones (checkpoints, huge photos) by size and modification time, so a check stays cheap."""
-STALE_AFTER_S = 3600
-"""A temporary whose writer cannot be checked (another host, or no writer in its name) counts as
-left behind once it has not been modified for this long."""
-_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0])[:32] or "host"
-_TEMPORARY = re.compile(r"^\.(?P<target>.+?)\.(?:(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.)?[A-Za-z0-9_]+\.tmp$")
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
-
-    The temporary, ``.NAME.PID@HOST.XXXXXXXX.tmp``, names its writer (see :func:`remove_stale_temporaries`).
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    base = os.path.basename(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}@{_HOST}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _writer_is_gone(match: re.Match, modified: float, now: float) -> bool:
-    """Whether the process that named a temporary is certainly not writing it any more."""
-    if match["pid"] is not None and match["host"] == _HOST:
-        try:
-            os.kill(int(match["pid"]), 0)
-        except ProcessLookupError:
-            return True
-        except OSError:  # alive, under another user
-            return False
-        return False
-    return now - modified > STALE_AFTER_S
-
-
-def remove_stale_temporaries(directory: str | os.PathLike, suffixes: Iterable[str] = ("",)) -> list[str]:
-    """Remove the temporaries that :func:`atomic_path` left in ``directory`` (a killed writer) for
-    targets ending in one of ``suffixes``; returns the paths removed.
-
-    A temporary is left behind when its writer (the PID in its name) no longer runs on this host; one
-    from another host, or from a sesam that did not name its writer, when it has not been modified for
-    ``STALE_AFTER_S``. A temporary that a live process is writing is never touched, so shards that
-    share an output directory can each clean it when they start.
-    """
-    directory = os.fspath(directory)
-    suffixes = tuple(suffixes)
-    removed = []
-    now = time.time()
-    try:
-        entries = list(os.scandir(directory))
-    except (FileNotFoundError, NotADirectoryError):
-        return removed
-    for entry in entries:
-        match = _TEMPORARY.match(entry.name)
-        if match is None or not match["target"].endswith(suffixes) or not entry.is_file(follow_symlinks=False):
-            continue
-        try:
-            if _writer_is_gone(match, entry.stat(follow_symlinks=False).st_mtime, now):
-                os.unlink(entry.path)
-                removed.append(entry.path)
-        except FileNotFoundError:  # finished or removed by another process meanwhile
-            continue
-    return removed
 
 
 @functools.lru_cache(maxsize=4096)
@@ -235,22 +160,10 @@ def stored_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
         except SesamInputError:
             return None
     if path.endswith(".png"):
-        from .labels import read_png_provenance
         return read_png_provenance(path)
     if path.endswith(".json"):
         return read_json_provenance(path)
     return {"params": None}
-
-
-def read_json_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The provenance a JSON artifact carries under its ``sesam`` key, or None without it."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            content = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    stored = content.get("sesam") if isinstance(content, dict) else None
-    return stored if isinstance(stored, dict) else None
 
 
 def is_current(path: str | os.PathLike, stage: str, params: Mapping[str, Any],

@@ -9,15 +9,23 @@ Boxes are COCO's [x, y, width, height] in pixels.
 
 from __future__ import annotations
 
-import json
 import os
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .artifacts import atomic_path
-from .presets import ClassPreset
-from .select import Instance
+from ..presets import ClassPreset
+from .atomic import write_json
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One object: ``mask`` bool (H, W), its class, and its score (mean predicted IoU of its masks)."""
+
+    mask: np.ndarray
+    class_index: int
+    score: float
 
 
 def image_entry(image_number: int, record_id: str, image_path: str | None, size: tuple[int, int]) -> dict[str, Any]:
@@ -61,6 +69,4 @@ def write_coco(path: str | os.PathLike, images: list[Mapping[str, Any]], entries
     """Atomically write a COCO instances JSON: ``info``, ``images``, ``annotations``, ``categories``."""
     document = {"info": dict(info or {}), "images": list(images), "annotations": list(entries),
                 "categories": categories(preset)}
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(document, handle)
+    write_json(path, document)

@@ -2,7 +2,7 @@
 
 Photos are (H, W, 3) uint8 RGB. Results are per-pixel class probabilities (K, H, W) float32, or a
 label map (H, W) uint8 of class indices with the confidence (H, W) float32 = the winning
-probability. Confidence maps are stored as uint8 PNGs holding round(255 × confidence).
+probability (stored by :func:`stages.io.images.write_confidence`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .train.data import image_to_tensor
+from .data import image_to_tensor
 
 
 def _window_starts(length: int, window: int, stride: int) -> list[int]:
@@ -68,7 +68,3 @@ def predict_label(model: nn.Module, image: np.ndarray, device: torch.device | st
     probabilities = predict_probabilities(model, image, device, window, stride)
     return probabilities.argmax(0).astype(np.uint8), probabilities.max(0)
 
-
-def confidence_to_uint8(confidence: np.ndarray) -> np.ndarray:
-    """A [0, 1] float confidence map as uint8 round(255 × confidence), the stored PNG form."""
-    return np.round(np.clip(confidence, 0.0, 1.0) * 255).astype(np.uint8)

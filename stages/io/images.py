@@ -1,8 +1,10 @@
-"""Photos and label maps on disk.
+"""Photos, label maps and other single-channel PNGs on disk, and the one size check.
 
 Photos read as (H, W, 3) uint8 RGB. Label maps are single-channel PNGs of class indices, written in
 mode "P" with the preset's palette so they open as coloured pictures and read back as indices;
-255 = ignore. Provenance rides along in a PNG text chunk named ``sesam``.
+255 = ignore. Confidence maps are grey PNGs of round(255 × confidence); instance maps follow VOC
+(8-bit) or Cityscapes (16-bit). Provenance rides along in a PNG text chunk named ``sesam``.
+:func:`check_same_size` is the check every reader uses when an array must match its photo.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from . import IGNORE_INDEX
-from .artifacts import atomic_path
-from .errors import SesamInputError
-from .presets import ClassPreset
+from .. import IGNORE_INDEX
+from ..errors import SesamInputError
+from ..presets import ClassPreset
+from .atomic import atomic_path
 
 PNG_TEXT_KEY = "sesam"
 CLASSES_KEY = "classes"
@@ -122,7 +124,7 @@ def read_label(path: str | os.PathLike, preset: ClassPreset, map_colours: bool =
         label = np.where(np.isin(label, preset.void_values), IGNORE_INDEX, label)
     preset.check_values(label, path)
     label = label.astype(np.uint8)
-    _check_size(path, label, expected_size)
+    check_same_size(path, label.shape, expected_size, "label size")
     return label
 
 
@@ -144,11 +146,14 @@ def _check_written_classes(path: str | os.PathLike, image: Image.Image, preset: 
                   f"those of '{preset.name}' ({_short_list(preset.classes)}); pass the --classes it was made with")
 
 
-def _check_size(path: str | os.PathLike, array: np.ndarray, expected_size: tuple[int, int] | None) -> None:
-    if expected_size is not None and array.shape[:2] != tuple(expected_size):
-        raise SesamInputError(
-            path, f"label size {array.shape[1]}x{array.shape[0]} (WxH) does not match its photo's "
-                  f"{expected_size[1]}x{expected_size[0]}")
+def check_same_size(path: str | os.PathLike | None, size: tuple[int, ...], expected: tuple[int, ...] | None,
+                    what: str = "size", of: str = "its photo's") -> None:
+    """Raise SesamInputError naming ``path`` unless ``size`` and ``expected`` agree in (H, W) (their
+    first two entries: an array's shape will do); ``expected`` None checks nothing. The message reads
+    "``what`` WxH (WxH) does not match ``of`` WxH"."""
+    if expected is not None and tuple(size[:2]) != tuple(expected[:2]):
+        raise SesamInputError(path, f"{what} {size[1]}x{size[0]} (WxH) does not match {of} "
+                                    f"{expected[1]}x{expected[0]}")
 
 
 def read_single_channel(path: str | os.PathLike, expected_size: tuple[int, int] | None = None) -> np.ndarray:
@@ -161,7 +166,7 @@ def read_single_channel(path: str | os.PathLike, expected_size: tuple[int, int] 
     if image.mode not in ("P", "L"):
         raise SesamInputError(path, f"is a '{image.mode}' image, not an 8-bit single-channel PNG")
     array = np.asarray(image)
-    _check_size(path, array, expected_size)
+    check_same_size(path, array.shape, expected_size)
     return array
 
 
@@ -182,7 +187,7 @@ def read_instances(path: str | os.PathLike, expected_size: tuple[int, int] | Non
     else:
         raise SesamInputError(path, f"is a '{image.mode}' image, not an 8-bit (VOC) or 16-bit (Cityscapes) "
                                     "instance-id PNG")
-    _check_size(path, ids, expected_size)
+    check_same_size(path, ids.shape, expected_size)
     return ids
 
 
@@ -213,3 +218,14 @@ def read_png_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return None
     return None if text is None else json.loads(text)
+
+
+def confidence_to_uint8(confidence: np.ndarray) -> np.ndarray:
+    """A [0, 1] float confidence map as uint8 round(255 × confidence), the stored PNG form."""
+    return np.round(np.clip(confidence, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def write_confidence(path: str | os.PathLike, confidence: np.ndarray, meta: Mapping[str, Any] | None = None) -> None:
+    """Atomically write an (H, W) float confidence map in [0, 1] as a grey PNG of
+    round(255 × confidence), with ``meta`` (provenance) in its text chunk."""
+    write_png(path, Image.fromarray(confidence_to_uint8(confidence), mode="L"), meta)
