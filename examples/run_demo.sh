@@ -80,6 +80,6 @@ sesam records --images "$data/train/images" --key gt="$data/train/gt" --key weak
         --key prompts="$ct/prompts" --key masks="$ct/masks" --key pseudo_before="$ct/pseudo" \
         --key prediction="$ct/refine1/prediction" --key pseudo="$ct/refine1/pseudo" \
     | sesam show --classes "$classes" --keys gt,weak,prompts,masks,pseudo_before,prediction,pseudo \
-        --columns 4 -o "$ct/show" > /dev/null
+        --columns 4 --panel-width 256 -o "$ct/show" > /dev/null
 
 python "$HERE/summarize.py" "$OUT" | tee "$OUT/REPORT.md"
