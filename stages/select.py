@@ -56,6 +56,7 @@ region it covers at least CAM_MIN_COVER of (:func:`select_cam_merge`)."""
 CAM_ONLY_CONFIDENCE = 0.5
 """Confidence of cam-merge pixels that keep their CAM label (no SAM mask claimed them)."""
 
+
 @dataclass(frozen=True)
 class SesamParams:
     """The thresholds of the ``sesam`` strategy; fractions are in 0..1 (docs/SELECT.md says how they
