@@ -31,7 +31,7 @@ from stages.records import require
 from .options import (PerImageStream, classes_option, device_option, handle_errors, per_image_command,
                       seed_option)
 from .stream import Record, emit, index_images, read_jsonl, read_records
-from .training import per_optimizer, run_trainer
+from .training import optimizer_options, run_trainer
 
 log = logging.getLogger("sesam")
 
@@ -132,13 +132,7 @@ def cam() -> None:
 @click.option("--scale-range", default=recipe.CAM_SCALE_RANGE, show_default=True, nargs=2, type=float,
               metavar="MIN MAX",
               help="Random rescaling factors before cropping.")
-@click.option("--optimizer", default=recipe.OPTIMIZER, show_default=True, type=click.Choice(recipe.OPTIMIZERS))
-@click.option("--lr", type=float, help=f"Backbone learning rate {per_optimizer(recipe.LEARNING_RATE)}.")
-@click.option("--head-lr-multiplier", default=recipe.HEAD_LR_MULTIPLIER, show_default=True,
-              help="Classifier learning rate = lr × this.")
-@click.option("--weight-decay", type=float, help=per_optimizer(recipe.WEIGHT_DECAY))
-@click.option("--momentum", default=recipe.MOMENTUM, show_default=True, help="SGD momentum.")
-@click.option("--poly-power", default=recipe.POLY_POWER, show_default=True, help="lr × (1 - it/iterations)^power.")
+@optimizer_options("Classifier")
 @seed_option
 @click.option("--checkpoint-every", default=recipe.CHECKPOINT_EVERY, show_default=True, type=click.IntRange(min=0),
               help="Write iter_N.pt every N iterations (0: only last.pt at the end).")

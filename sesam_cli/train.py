@@ -12,7 +12,7 @@ from stages.train import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, recipe
 
 from .options import classes_option, device_option, handle_errors, seed_option, strip_suffix_option
 from .stream import Record, emit, read_jsonl, read_records, records_from_files
-from .training import per_optimizer, run_trainer
+from .training import optimizer_options, run_trainer
 
 log = logging.getLogger("sesam")
 
@@ -80,13 +80,7 @@ def _per_device(field: str) -> str:
 @click.option("--crop-size", type=click.IntRange(min=16), help=f"Square training crop {_per_device('crop_size')}.")
 @click.option("--scale-range", default=recipe.SCALE_RANGE, show_default=True, nargs=2, type=float,
               metavar="MIN MAX", help="Random rescaling factors before cropping.")
-@click.option("--optimizer", default=recipe.OPTIMIZER, show_default=True, type=click.Choice(recipe.OPTIMIZERS))
-@click.option("--lr", type=float, help=f"Backbone learning rate {per_optimizer(recipe.LEARNING_RATE)}.")
-@click.option("--head-lr-multiplier", default=recipe.HEAD_LR_MULTIPLIER, show_default=True,
-              help="Head learning rate = lr × this.")
-@click.option("--weight-decay", type=float, help=per_optimizer(recipe.WEIGHT_DECAY))
-@click.option("--momentum", default=recipe.MOMENTUM, show_default=True, help="SGD momentum.")
-@click.option("--poly-power", default=recipe.POLY_POWER, show_default=True, help="lr × (1 - it/iterations)^power.")
+@optimizer_options("Head")
 @click.option("--warmup-iterations", default=recipe.WARMUP_ITERATIONS, show_default=True, type=click.IntRange(min=0),
               help="Linear learning-rate warm-up (at most a tenth of the run).")
 @click.option("--lambda-weak", default=recipe.LOSS_WEIGHT, show_default=True, type=click.FloatRange(min=0),

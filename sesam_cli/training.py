@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import signal
-from typing import Any
+from typing import Any, Callable
 
 import click
 
 from stages.io.atomic import remove_stale_temporaries
+from stages.train import recipe
 
 from .stream import format_duration, progress
 
@@ -19,6 +20,28 @@ log = logging.getLogger("sesam")
 def per_optimizer(values: dict[str, float]) -> str:
     """A default that depends on the optimizer, for help texts: ``[sgd: 0.01, adamw: 0.0001]``."""
     return "[" + ", ".join(f"{name}: {value}" for name, value in values.items()) + "]"
+
+
+def optimizer_options(head: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The optimiser options that ``train`` and ``cam train`` share (defaults from ``stages.train.recipe``):
+    --optimizer, --lr, --head-lr-multiplier (``head`` names what trains at lr × it), --weight-decay,
+    --momentum, --poly-power."""
+    options = [
+        click.option("--optimizer", default=recipe.OPTIMIZER, show_default=True, type=click.Choice(recipe.OPTIMIZERS)),
+        click.option("--lr", type=float, help=f"Backbone learning rate {per_optimizer(recipe.LEARNING_RATE)}."),
+        click.option("--head-lr-multiplier", default=recipe.HEAD_LR_MULTIPLIER, show_default=True,
+                     help=f"{head} learning rate = lr × this."),
+        click.option("--weight-decay", type=float, help=per_optimizer(recipe.WEIGHT_DECAY)),
+        click.option("--momentum", default=recipe.MOMENTUM, show_default=True, help="SGD momentum."),
+        click.option("--poly-power", default=recipe.POLY_POWER, show_default=True,
+                     help="lr × (1 - it/iterations)^power."),
+    ]
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
 
 
 class TrainingProgress:
