@@ -56,6 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from bench_quality import oracle_kept
 from stages import IGNORE_INDEX
 from stages.io.artifacts import read_h5, write_h5
 from stages.cam import cam_label, cam_peak_prompts, normalise_cams
@@ -207,18 +208,6 @@ def majority_oracle(masks: np.ndarray, gt: np.ndarray, cam: np.ndarray, iou: np.
     return keep_reference(*merge_votes(masks, hypothesis_class, iou, votes), cam)[0]
 
 
-def iou_oracle(masks: np.ndarray, set_class: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Per prompt set (S,), the hypothesis with the best IoU against the ground truth of its class."""
-    scored = gt != IGNORE_INDEX
-    kept = np.zeros(len(set_class), np.int32)
-    for s, cls in enumerate(set_class):
-        truth = (gt == cls) & scored
-        inter = (masks[s] & truth).sum(axis=(1, 2))
-        union = ((masks[s] & scored) | truth).sum(axis=(1, 2))
-        kept[s] = int(np.argmax(inter / np.maximum(union, 1)))
-    return kept
-
-
 def digest(*arrays: np.ndarray) -> str:
     sha = hashlib.sha256()
     for array in arrays:
@@ -247,7 +236,7 @@ def row_labels(item: Item, maps: ClassActivationMaps, preset: ClassPreset, backe
     components = decompose(cam)
     peaks, single = (peak_masks(item, cam_peak_prompts(maps, components, group=group), backend, embedding, work)
                      for group in ("component", "point"))
-    oracle = kept_classes(iou_oracle(peaks["masks"], peaks["set_class"], gt), peaks["set_class"], 4)
+    oracle = kept_classes(oracle_kept(peaks["masks"], peaks["set_class"], gt), peaks["set_class"], 4)
     return {
         "majority class": np.full_like(gt, majority),
         "cam": cam,
