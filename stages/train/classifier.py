@@ -45,7 +45,7 @@ from .data import AUGMENT_STREAM, IterationSampler, TrainingSet, collate_padded,
 from .distributed import Distributed
 from .interrupt import StopRequest
 from .loop import (CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, MetricsLog, TrainResult, _differences, build_optimizer,
-                   resolve_device, run_description)
+                   resolve_device, run_description, set_learning_rate)
 from . import recipe
 from .recipe import LEARNING_RATE, OPTIMIZERS, WEIGHT_DECAY
 from .model import ARCHITECTURES, MOBILENET_V2, RESNET50, RESNET101, pretrained_classifier
@@ -143,8 +143,8 @@ class CamTrainConfig:
                        scale_range=tuple(float(s) for s in self.scale_range))
 
     def learning_rate_factor(self, iteration: int) -> float:
-        """Poly decay: the share of the base learning rates used at (0-based) ``iteration``."""
-        return max(0.0, 1.0 - iteration / self.iterations) ** self.poly_power
+        """Poly decay without warm-up: the share of the base learning rates used at (0-based) ``iteration``."""
+        return recipe.learning_rate_factor(iteration, self.iterations, 0, self.poly_power)
 
 
 @dataclass(frozen=True)
@@ -232,7 +232,6 @@ class CamTrainer:
         self.model = build_classifier(self.config.architecture, len(tag_classes(self.preset)),
                                       self.config.backbone_weights if resumed is None else "none").to(self.device)
         self.optimizer = build_optimizer(self.model, self.config)
-        self.base_rates = [group["lr"] for group in self.optimizer.param_groups]
         if resumed is None:
             return 0
         self.model.load_state_dict(resumed["model"])
@@ -261,9 +260,7 @@ class CamTrainer:
         write_json(os.path.join(self.output_dir, CONFIG_FILE), self.description, indent=2)
 
     def _step(self, batch: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
-        factor = self.config.learning_rate_factor(iteration)
-        for group, base in zip(self.optimizer.param_groups, self.base_rates):
-            group["lr"] = base * factor
+        set_learning_rate(self.optimizer, self.config.learning_rate_factor(iteration))
         batch = {key: value.to(self.device) for key, value in batch.items()}
         views = augment_batch(batch["photos"], batch["labels"], batch["sizes"], batch["augment"], self.config.crop_size)
         self.model.train()
@@ -273,7 +270,7 @@ class CamTrainer:
         loss.backward()
         self.optimizer.step()
         agree = ((logits.detach() > 0) == (batch["target"] > 0.5)).float().mean()
-        return {"loss": float(loss.detach()), "accuracy": float(agree), "lr": self.base_rates[0] * factor}
+        return {"loss": float(loss.detach()), "accuracy": float(agree), "lr": self.optimizer.param_groups[0]["lr"]}
 
     def run(self, resume: bool = False, overwrite: bool = False,
             on_iteration: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
