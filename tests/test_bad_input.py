@@ -396,6 +396,13 @@ def _entry_restored(world: World, outcome: Outcome) -> None:
     np.testing.assert_allclose(_embedding(world.notes["entry"]), world.notes["good"], atol=1e-4)
 
 
+def _damaged_cache_entry(name: str, origin: str, how: str, says: str) -> Case:
+    """`sesam embed` on a photo whose cache entry was damaged ``how`` (see _embedding_recomputed):
+    it says ``says``, recomputes the entry and exits 0."""
+    return Case(name, origin, sam=True, argv=lambda w, s: ["embed", "--cache-dir", w.path("cache"), s["photo"]],
+                exit=0, prepare=_embedding_recomputed(how), says=says, check=_entry_restored, writes=("cache",))
+
+
 def _one_line_error(world: World, outcome: Outcome) -> None:
     lines = [line for line in outcome.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: "), outcome.stderr
@@ -593,25 +600,14 @@ CASES = [
          lambda w, s: ["decompose", "-o", f"{w.root}/out/c", f"{w.root}/weak/a.png"],
          prepare=_replace_weak_keeping_mtime, exit=0, check=_redone_from_new_content),
     # -- item 5: the embedding cache -------------------------------------------------------------------------
-    Case("a zeroed but well-formed cached embedding", "12.5", sam=True,
-         argv=lambda w, s: ["embed", "--cache-dir", w.path("cache"), s["photo"]], exit=0,
-         prepare=_embedding_recomputed("zeroed"), says="does not match its checksum", check=_entry_restored,
-         writes=("cache",)),
-    Case("a cached embedding without a checksum (older sesam)", "12.5", sam=True,
-         argv=lambda w, s: ["embed", "--cache-dir", w.path("cache"), s["photo"]], exit=0,
-         prepare=_embedding_recomputed("no checksum"), says="no embedding checksum", check=_entry_restored,
-         writes=("cache",)),
-    Case("a cached embedding with a NaN", "README", sam=True,
-         argv=lambda w, s: ["embed", "--cache-dir", w.path("cache"), s["photo"]], exit=0,
-         prepare=_embedding_recomputed("nan"), says="non-finite", check=_entry_restored, writes=("cache",)),
-    Case("a cache entry made for another image", "README", sam=True,
-         argv=lambda w, s: ["embed", "--cache-dir", w.path("cache"), s["photo"]], exit=0,
-         prepare=_embedding_recomputed("other image"), says="made for another image", check=_entry_restored,
-         writes=("cache",)),
-    Case("a truncated cache entry", "README", sam=True,
-         argv=lambda w, s: ["embed", "--cache-dir", w.path("cache"), s["photo"]], exit=0,
-         prepare=_embedding_recomputed("truncated"),
-         says="recomputing", check=_entry_restored, writes=("cache",)),
+    _damaged_cache_entry("a zeroed but well-formed cached embedding", "12.5", "zeroed",
+                         says="does not match its checksum"),
+    _damaged_cache_entry("a cached embedding without a checksum (older sesam)", "12.5", "no checksum",
+                         says="no embedding checksum"),
+    _damaged_cache_entry("a cached embedding with a NaN", "README", "nan", says="non-finite"),
+    _damaged_cache_entry("a cache entry made for another image", "README", "other image",
+                         says="made for another image"),
+    _damaged_cache_entry("a truncated cache entry", "README", "truncated", says="recomputing"),
     # -- item 6: nothing left behind -------------------------------------------------------------------------
     Case("temporary of a writer killed by SIGKILL", "12.6", lambda w, s: ["decompose", "-o", f"{w.root}/out/c"],
          _only("a", "b"), prepare=_kill_a_writer, exit=0, says=r"removed .*\.a\.h5\..*\.tmp, left behind"),

@@ -22,6 +22,15 @@ from stages.sam.transforms import resized_size, to_input_frame
 from tiny_sam import TINY_MODEL_TYPE, save_tiny_checkpoint
 
 
+REFERENCE_PROMPTS = [
+    {"point_coords": np.array([[100.0, 50.0], [300.0, 200.0]]), "point_labels": np.array([1, 0])},
+    {"box": np.array([50.0, 60.0, 300.0, 250.0])},
+    {"point_coords": np.array([[120.0, 90.0]]), "point_labels": np.array([1]), "box": np.array([50.0, 30.0, 300.0, 250.0])},
+]
+"""Prompts (segment-anything's predictor keywords: (x, y) points, XYXY boxes) on which a backend's
+decoder is compared with its reference predictor: points with a negative, a box, a point with a box."""
+
+
 @pytest.fixture(scope="module")
 def onnx_backend(sam_home):
     return load_backend("onnx")
@@ -239,12 +248,7 @@ def test_tiny_sam_matches_segment_anything_predictor(tiny_backend, voc_photo):
     predictor = SamPredictor(tiny_backend.model)
     predictor.set_image(image)
     np.testing.assert_allclose(predictor.features.numpy(), embedding.features, atol=1e-6)
-    prompts = [
-        {"point_coords": np.array([[100.0, 50.0], [300.0, 200.0]]), "point_labels": np.array([1, 0])},
-        {"box": np.array([50.0, 60.0, 300.0, 250.0])},
-        {"point_coords": np.array([[120.0, 90.0]]), "point_labels": np.array([1]), "box": np.array([50.0, 30.0, 300.0, 250.0])},
-    ]
-    for prompt in prompts:
+    for prompt in REFERENCE_PROMPTS:
         points = prompt.get("point_coords", np.zeros((0, 2)))
         labels = prompt.get("point_labels", np.zeros(0))
         logits, iou, low_res = tiny_backend.decode_logits(embedding, points, labels, prompt.get("box"))
@@ -351,12 +355,7 @@ def test_sam2_matches_its_image_predictor(sam2_backend, voc_photo):
     for theirs, ours in zip(predictor._features["high_res_feats"], embedding.high_res):
         np.testing.assert_allclose(theirs.numpy(), ours, atol=1e-6)
     assert embedding.input_size == (1024, 1024) and len(embedding.high_res) == 2
-    prompts = [
-        {"point_coords": np.array([[100.0, 50.0], [300.0, 200.0]]), "point_labels": np.array([1, 0])},
-        {"box": np.array([50.0, 60.0, 300.0, 250.0])},
-        {"point_coords": np.array([[120.0, 90.0]]), "point_labels": np.array([1]), "box": np.array([50.0, 30.0, 300.0, 250.0])},
-    ]
-    for prompt in prompts:
+    for prompt in REFERENCE_PROMPTS:
         points = prompt.get("point_coords", np.zeros((0, 2)))
         labels = prompt.get("point_labels", np.zeros(0))
         logits, iou, low_res = sam2_backend.decode_logits(embedding, points, labels, prompt.get("box"))
