@@ -26,11 +26,10 @@ from stages.presets import ClassPreset
 from stages.io.tags import read_tags, read_tags_csv
 from stages.tags import class_outputs, tag_classes
 from stages.train import recipe
-from stages.records import require
+from stages.records import Record, emit, index_images, read_jsonl, read_records, require
 
 from .options import (PerImageStream, classes_option, device_option, handle_errors, per_image_command,
                       seed_option)
-from .stream import Record, emit, index_images, read_jsonl, read_records
 from .training import optimizer_options, run_trainer
 
 log = logging.getLogger("sesam")

@@ -10,12 +10,12 @@ import click
 import numpy as np
 
 from stages.io.images import IMAGE_SUFFIXES, read_image
-from stages.records import require
+from stages.per_image import PerImageStage
+from stages.records import read_records, require
 
 from .models import backend_from_options, cache_dir_option, embedding_cache, sam_backend_options
 from .options import (compose, handle_errors, images_option, inputs_argument, keep_going_option, shard_option,
                       strip_suffix_option)
-from .stream import PerImageStage, read_records
 
 log = logging.getLogger("sesam")
 

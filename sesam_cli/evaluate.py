@@ -18,11 +18,11 @@ from stages.evaluate import (Scores, compare_reports, confusion_counts, format_c
                              load_report, plot_iou, report)
 from stages.io.images import read_label
 from stages.presets import ClassPreset
-from stages.records import require
+from stages.progress import format_duration, progress
+from stages.records import IdList, Record, read_records, records_from_files, require
 
 from .options import (classes_option, handle_errors, ids_option, inputs_argument, map_colours_option,
                       reduce_zero_label_option, strip_suffix_option)
-from .stream import IdList, Record, format_duration, progress, read_records, records_from_files
 
 log = logging.getLogger("sesam")
 

@@ -11,10 +11,10 @@ from typing import Any, Callable, Iterable
 import click
 
 from stages.devices import DEVICE_NAMES, check_device
-from stages.errors import SesamInputError
+from stages.errors import SesamInputError, SesamUsageError, StageFailed, StageInterrupted
+from stages.per_image import PerImageStage, failure_message
 from stages.presets import get_preset
-
-from .stream import IdList, PerImageStage, Record, Shard, failure_message, global_flag, read_records
+from stages.records import IdList, Record, Shard, read_records
 
 log = logging.getLogger("sesam")
 
@@ -139,7 +139,7 @@ class PerImageStream:
 
     def records(self, key: str, suffixes: tuple[str, ...] = (".png", ".json"),
                 ids: IdList | None = None) -> Iterable[Record]:
-        """The records: stdin, or the INPUTS files as records with ``key`` (see ``stream.read_records``)."""
+        """The records: stdin, or the INPUTS files as records with ``key`` (see ``stages.records.read_records``)."""
         return read_records(self.inputs, key, self.images_dir, self.strip_suffixes, suffixes, ids)
 
     def stage(self, stage: str, key: str, suffix: str, params: dict[str, Any], output_dir: str | None = None,
@@ -147,7 +147,7 @@ class PerImageStream:
         """The per-image loop writing record key ``key`` as ``-o/ID{suffix}`` (or under ``output_dir``);
         ``overwrite`` redoes every image even without --overwrite; ``extra``: PerImageStage's companions, sink."""
         return PerImageStage(stage, key, output_dir or self.output_dir, suffix, params, self.overwrite or overwrite,
-                             self.shard, self.keep_going, **extra)
+                             self.shard, self.keep_going, global_flag("verbose"), **extra)
 
 
 def per_image_command(func: Callable) -> Callable:
@@ -160,15 +160,30 @@ def per_image_command(func: Callable) -> Callable:
     return per_image_options(wrapper)
 
 
+def global_flag(name: str) -> bool:
+    """The group's ``-v`` (``verbose``) or ``-q`` (``quiet``) flag of the running command; False outside one."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get(name))
+
+
 def handle_errors(func: Callable) -> Callable:
     """Turn any error but click's own into a one-line ClickException (click prints it, also under -q);
-    with -v, log the traceback first (see ``failure_message``)."""
+    with -v, log the traceback first (see ``failure_message``). A SesamUsageError is a usage error
+    (exit status 2), a stage stopped by Ctrl-C exits 130 (the stage has said how much was done)."""
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except SesamUsageError as exc:
+            if exc.bad_value:
+                raise click.BadParameter(str(exc), param_hint=exc.option) from None
+            raise click.UsageError(str(exc)) from None
+        except StageFailed as exc:
+            raise click.ClickException(str(exc)) from exc
+        except StageInterrupted:
+            raise click.exceptions.Exit(130) from None
         except Exception as exc:
             if global_flag("verbose"):
                 log.exception("traceback")

@@ -10,7 +10,7 @@ import time
 import click
 
 from .options import handle_errors, ids_option, strip_suffix_option
-from .stream import IdList, emit, files_under, index_images, record_id
+from stages.records import IdList, emit, files_under, index_images, record_id
 
 log = logging.getLogger("sesam")
 

@@ -10,6 +10,8 @@ import click
 
 from stages.io.artifacts import provenance
 from stages.io.images import IMAGE_SUFFIXES
+from stages.per_image import PerImageStage
+from stages.records import Record, emit
 from stages.refine import (PREDICTION_OUTPUTS, REFINED_OUTPUTS, UNCLAIMED, ImageRefiner, Networks, RefineParams,
                            RoundReport, retrainer)
 from stages.train import WEIGHTS
@@ -17,7 +19,6 @@ from stages.train import WEIGHTS
 from .models import backend_from_options, backend_option, cache_dir_option, embedding_cache, model_option, \
     model_type_option, sam_checkpoint_option
 from .options import PerImageStream, classes_option, device_option, handle_errors, per_image_command
-from .stream import PerImageStage, Record, emit
 from .training import run_trainer
 
 log = logging.getLogger("sesam")

@@ -14,11 +14,10 @@ from stages.errors import SesamInputError
 from stages.io.images import IMAGE_SUFFIXES, read_image
 from stages.io.prompts import PromptSets
 from stages.sam.auto import NMS_THRESH, PRED_IOU_THRESH, STABILITY_THRESH
-from stages.records import require
+from stages.records import Record, prefetched, require
 
 from .models import backend_from_options, cache_dir_option, embedding_cache, sam_backend_options
 from .options import PerImageStream, handle_errors, per_image_command
-from .stream import Record, prefetched
 
 log = logging.getLogger("sesam")
 

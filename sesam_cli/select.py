@@ -13,11 +13,11 @@ from stages.errors import SesamInputError
 from stages.io.coco import annotations, image_entry, write_coco
 from stages.io.images import write_confidence, write_label
 from stages.presets import ClassPreset
+from stages.records import Record
 from stages.io.masks import STAGE as MASKS_STAGE
 from stages.select import (STRATEGIES, UNCLAIMED, SelectParams, SesamParams, VoteParams, background_class, instances, select_image)
 
 from .options import PerImageStream, classes_option, handle_errors, per_image_command
-from .stream import Record
 
 STAGE = "select"
 DEFAULTS = SelectParams()

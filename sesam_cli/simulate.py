@@ -15,11 +15,10 @@ from stages.io.boxes import Boxes, write_boxes
 from stages.simulate import (DEFAULT_MIN_AREA, KINDS, SCRIBBLE_STYLES, image_rng, label_regions, labelled_fraction, simulate_weak)
 from stages.io.tags import write_tags
 from stages.tags import DEFAULT_MIN_AREA as TAGS_MIN_AREA, tags_from_label
-from stages.records import require
+from stages.records import Record, index_images, require
 
 from .options import (PerImageStream, classes_option, default_of, handle_errors, ids_option, map_colours_option,
                       per_image_command, reduce_zero_label_option, seed_option)
-from .stream import Record, index_images
 
 log = logging.getLogger("sesam")
 

@@ -8,10 +8,10 @@ from typing import Iterable
 import click
 
 from stages.errors import SesamInputError
+from stages.records import Record, emit, read_jsonl, read_records, records_from_files
 from stages.train import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, recipe
 
 from .options import classes_option, device_option, handle_errors, seed_option, strip_suffix_option
-from .stream import Record, emit, read_jsonl, read_records, records_from_files
 from .training import optimizer_options, run_trainer
 
 log = logging.getLogger("sesam")

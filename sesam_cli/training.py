@@ -10,9 +10,9 @@ from typing import Any, Callable
 import click
 
 from stages.io.atomic import remove_stale_temporaries
+from stages.progress import format_duration, progress
 from stages.train import recipe
 
-from .stream import format_duration, progress
 
 log = logging.getLogger("sesam")
 
