@@ -12,7 +12,8 @@ from stages.records import Record, emit, read_jsonl, read_records, records_from_
 from stages.train import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, recipe
 
 from .options import classes_option, device_option, handle_errors, seed_option, strip_suffix_option
-from .training import optimizer_options, run_trainer
+from .training import (backbone_weights_option, checkpoint_options, optimizer_options, run_directory_option, run_trainer,
+                       scale_range_option)
 
 log = logging.getLogger("sesam")
 
@@ -52,8 +53,7 @@ def _per_device(field: str) -> str:
 
 
 @click.command(short_help="Train a segmentation network on weak labels and pseudo-labels.")
-@click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False),
-              help="Run directory: config.json, metrics.jsonl, iter_N.pt and last.pt checkpoints.")
+@run_directory_option
 @click.option("--records", "records_file", type=click.Path(dir_okay=False),
               help="Training records (JSON lines with image, weak, pseudo); default: stdin.")
 @click.option("--images", "images_dir", type=click.Path(file_okay=False),
@@ -70,16 +70,14 @@ def _per_device(field: str) -> str:
 @classes_option
 @click.option("--arch", "architecture", default=DEFAULT_ARCHITECTURE, show_default=True,
               type=click.Choice(ARCHITECTURE_NAMES), help="Network (MobileNetV2 for CPUs, ResNets for GPUs).")
-@click.option("--backbone-weights", default=recipe.BACKBONE_WEIGHTS, show_default=True, metavar="imagenet|none|FILE",
-              help="Backbone initialisation: ImageNet weights, random, or an ImageNet state-dict file.")
+@backbone_weights_option
 @click.option("--init-from", type=click.Path(dir_okay=False),
               help="Start from the weights of a sesam checkpoint (same --arch and --classes).")
 @click.option("--iterations", type=click.IntRange(min=1), help=f"Training iterations {_per_device('iterations')}.")
 @click.option("--batch-size", type=click.IntRange(min=2),
               help=f"Global batch size, split over torchrun processes {_per_device('batch_size')}.")
 @click.option("--crop-size", type=click.IntRange(min=16), help=f"Square training crop {_per_device('crop_size')}.")
-@click.option("--scale-range", default=recipe.SCALE_RANGE, show_default=True, nargs=2, type=float,
-              metavar="MIN MAX", help="Random rescaling factors before cropping.")
+@scale_range_option(recipe.SCALE_RANGE)
 @optimizer_options("Head")
 @click.option("--warmup-iterations", default=recipe.WARMUP_ITERATIONS, show_default=True, type=click.IntRange(min=0),
               help="Linear learning-rate warm-up (at most a tenth of the run).")
@@ -95,10 +93,7 @@ def _per_device(field: str) -> str:
               help="Teacher = EMA of the student with this momentum.")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
 @seed_option
-@click.option("--checkpoint-every", default=recipe.CHECKPOINT_EVERY, show_default=True, type=click.IntRange(min=0),
-              help="Write iter_N.pt every N iterations (0: only last.pt at the end).")
-@click.option("--resume", is_flag=True, help="Continue the run in -o from last.pt (a new run if there is none).")
-@click.option("--overwrite", is_flag=True, help="Start again even though -o holds a run.")
+@checkpoint_options
 @device_option
 @click.option("--workers", type=click.IntRange(min=0), help=f"Data-loading processes {_per_device('workers')}.")
 @click.option("--cache-mib", type=click.IntRange(min=0),

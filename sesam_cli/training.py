@@ -13,6 +13,8 @@ from stages.io.atomic import remove_stale_temporaries
 from stages.progress import format_duration, progress
 from stages.train import recipe
 
+from .options import compose
+
 
 log = logging.getLogger("sesam")
 
@@ -20,6 +22,25 @@ log = logging.getLogger("sesam")
 def per_optimizer(values: dict[str, float]) -> str:
     """A default that depends on the optimizer, for help texts: ``[sgd: 0.01, adamw: 0.0001]``."""
     return "[" + ", ".join(f"{name}: {value}" for name, value in values.items()) + "]"
+
+
+run_directory_option = click.option(
+    "-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False),
+    help="Run directory: config.json, metrics.jsonl, iter_N.pt and last.pt checkpoints.")
+backbone_weights_option = click.option(
+    "--backbone-weights", default=recipe.BACKBONE_WEIGHTS, show_default=True, metavar="imagenet|none|FILE",
+    help="Backbone initialisation: ImageNet weights, random, or an ImageNet state-dict file.")
+checkpoint_options = compose(
+    click.option("--checkpoint-every", default=recipe.CHECKPOINT_EVERY, show_default=True, type=click.IntRange(min=0),
+                 help="Write iter_N.pt every N iterations (0: only last.pt at the end)."),
+    click.option("--resume", is_flag=True, help="Continue the run in -o from last.pt (a new run if there is none)."),
+    click.option("--overwrite", is_flag=True, help="Start again even though -o holds a run."))
+
+
+def scale_range_option(default: tuple[float, float]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--scale-range MIN MAX with ``default``."""
+    return click.option("--scale-range", default=default, show_default=True, nargs=2, type=float, metavar="MIN MAX",
+                        help="Random rescaling factors before cropping.")
 
 
 def optimizer_options(head: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -36,12 +57,7 @@ def optimizer_options(head: str) -> Callable[[Callable[..., Any]], Callable[...,
         click.option("--poly-power", default=recipe.POLY_POWER, show_default=True,
                      help="lr × (1 - it/iterations)^power."),
     ]
-
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        for option in reversed(options):
-            command = option(command)
-        return command
-    return decorate
+    return compose(*options)
 
 
 class TrainingProgress:

