@@ -2,49 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Iterable
-
 import click
 
-from stages.errors import SesamInputError
-from stages.records import Record, emit, read_jsonl, read_records, records_from_files
+from stages.records import emit
 from stages.train import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, recipe
 
 from .options import classes_option, device_option, handle_errors, seed_option, strip_suffix_option
 from .training import (backbone_weights_option, checkpoint_options, optimizer_options, run_directory_option, run_trainer,
                        scale_range_option)
-
-log = logging.getLogger("sesam")
-
-
-def _records_from_directories(images_dir: str | None, weak_dir: str | None, pseudo_dir: str | None,
-                              strip_suffixes: Iterable[str]) -> list[Record]:
-    """Records pairing photos, weak labels and pseudo-labels by file stem."""
-    if not images_dir:
-        raise click.UsageError("--weak/--pseudo directories need --images DIR to find the photos")
-    keyed = [(key, path) for key, path in (("weak", weak_dir), ("pseudo", pseudo_dir)) if path]
-    first_key, first_dir = keyed[0]
-    records = records_from_files([first_dir], first_key, images_dir, strip_suffixes, (".png",))
-    for key, directory in keyed[1:]:
-        paths = {rec["id"]: rec[key] for rec in records_from_files([directory], key, None, strip_suffixes, (".png",))}
-        for rec in records:
-            if rec["id"] not in paths:
-                raise click.BadParameter(f"{directory}: no label named '{rec['id']}.png'", param_hint=f"--{key}")
-            rec[key] = paths[rec["id"]]
-    return records
-
-
-def _training_records(records_file: str | None, images_dir: str | None, weak_dir: str | None,
-                      pseudo_dir: str | None, strip_suffixes: Iterable[str]) -> list[Record]:
-    if weak_dir or pseudo_dir:
-        if records_file:
-            raise click.UsageError("give records (--records or stdin) or label directories (--weak/--pseudo), not both")
-        return _records_from_directories(images_dir, weak_dir, pseudo_dir, strip_suffixes)
-    if records_file:
-        return read_jsonl(records_file)
-    return list(read_records([], "weak", images_dir, strip_suffixes))
-
 
 def _per_device(field: str) -> str:
     """The device types' defaults of a setting, for help texts: ``[cpu: 8, cuda: 16]``."""
@@ -101,13 +66,8 @@ def _per_device(field: str) -> str:
                    "MiB, else read them from disk at each use (0: always) [a quarter of the RAM, at most 16 GiB].")
 @handle_errors
 def train(output_dir: str, records_file: str | None, images_dir: str | None, weak_dir: str | None,
-          pseudo_dir: str | None, strip_suffixes: tuple[str, ...], val_file: str | None, val_every: int, preset,
-          architecture: str, backbone_weights: str, init_from: str | None, iterations: int | None,
-          batch_size: int | None, crop_size: int | None, scale_range: tuple[float, float], optimizer: str,
-          lr: float | None, head_lr_multiplier: float, weight_decay: float | None, momentum: float,
-          poly_power: float, warmup_iterations: int, lambda_weak: float, lambda_sam: float, lambda_pl: float,
-          pl_threshold: float, ema_momentum: float, amp: bool, seed: int, checkpoint_every: int, resume: bool, overwrite: bool, device: str,
-          workers: int | None, cache_mib: int | None) -> None:
+          pseudo_dir: str | None, strip_suffixes: tuple[str, ...], val_file: str | None, preset, resume: bool,
+          overwrite: bool, device: str, workers: int | None, cache_mib: int | None, **options) -> None:
     """Train a DeepLabV3 network on the weak labels, SAM pseudo-labels and an EMA teacher's predictions.
 
     Reads training records (image, weak, pseudo) from --records or stdin, or pairs --weak/--pseudo
@@ -133,30 +93,18 @@ def train(output_dir: str, records_file: str | None, images_dir: str | None, wea
       torchrun --nproc_per_node 4 --no-python sesam train --arch deeplabv3_resnet101 \\
         --records work/pseudo.jsonl -o work/train-r101
     """
-    from stages.train.data import training_images
-    from stages.train.loop import TrainConfig, Trainer, ValidationImage
+    from stages.train.data import training_images, training_records
+    from stages.train.loop import TrainConfig, Trainer, validation_images
 
-    records = _training_records(records_file, images_dir, weak_dir, pseudo_dir, strip_suffixes)
+    records = training_records(records_file, images_dir, weak_dir, pseudo_dir, strip_suffixes)
     try:
-        config = TrainConfig(
-            architecture=architecture, backbone_weights=backbone_weights, init_from=init_from,
-            iterations=iterations, batch_size=batch_size, crop_size=crop_size, scale_range=scale_range,
-            optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum,
-            head_lr_multiplier=head_lr_multiplier, poly_power=poly_power, warmup_iterations=warmup_iterations,
-            lambda_weak=lambda_weak,
-            lambda_sam=lambda_sam, lambda_pl=lambda_pl, pl_threshold=pl_threshold, ema_momentum=ema_momentum,
-            amp=amp, seed=seed, checkpoint_every=checkpoint_every, val_every=val_every)
+        config = TrainConfig(**options)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    images = training_images(records, use_weak=lambda_weak > 0, use_pseudo=lambda_sam > 0)
-    validation = []
-    for rec in read_jsonl(val_file) if val_file else []:
-        if not rec.get("image") or not rec.get("gt"):
-            raise SesamInputError(val_file, f"record '{rec['id']}' needs 'image' and 'gt'")
-        validation.append(ValidationImage(rec["id"], rec["image"], rec["gt"]))
+    images = training_images(records, use_weak=config.lambda_weak > 0, use_pseudo=config.lambda_sam > 0)
     try:
-        trainer = Trainer(config, images, preset, output_dir, validation, device=device, workers=workers,
-                          cache_bytes=None if cache_mib is None else cache_mib << 20)
+        trainer = Trainer(config, images, preset, output_dir, validation_images(val_file), device=device,
+                          workers=workers, cache_bytes=None if cache_mib is None else cache_mib << 20)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     result = run_trainer(trainer, resume, overwrite)

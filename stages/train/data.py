@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from .. import IGNORE_INDEX
-from ..errors import SesamInputError
+from ..errors import SesamInputError, SesamUsageError
 from ..io.images import check_same_size, image_size, read_image, read_label
 from ..presets import ClassPreset
+from ..records import Record, read_jsonl, read_records, records_from_files
 from .augment import IMAGENET_MEAN, IMAGENET_STD, draw_augmentation
 
 ORDER_STREAM, AUGMENT_STREAM = 0, 1
@@ -41,6 +42,37 @@ class TrainingImage:
     image: str
     weak: str | None
     pseudo: str | None
+
+
+def _records_from_directories(images_dir: str | None, weak_dir: str | None, pseudo_dir: str | None,
+                              strip_suffixes: Iterable[str]) -> list[Record]:
+    """Records pairing photos, weak labels and pseudo-labels by file stem."""
+    if not images_dir:
+        raise SesamUsageError("--weak/--pseudo directories need --images DIR to find the photos", bad_value=False)
+    keyed = [(key, path) for key, path in (("weak", weak_dir), ("pseudo", pseudo_dir)) if path]
+    first_key, first_dir = keyed[0]
+    records = records_from_files([first_dir], first_key, images_dir, strip_suffixes, (".png",))
+    for key, directory in keyed[1:]:
+        paths = {rec["id"]: rec[key] for rec in records_from_files([directory], key, None, strip_suffixes, (".png",))}
+        for rec in records:
+            if rec["id"] not in paths:
+                raise SesamUsageError(f"{directory}: no label named '{rec['id']}.png'", f"--{key}")
+            rec[key] = paths[rec["id"]]
+    return records
+
+
+def training_records(records_file: str | None, images_dir: str | None, weak_dir: str | None,
+                     pseudo_dir: str | None, strip_suffixes: Iterable[str]) -> list[Record]:
+    """The records a training run learns from: from ``records_file`` (JSON lines), from label directories
+    (``weak_dir``, ``pseudo_dir``) paired with photos in ``images_dir`` by file stem, or from stdin."""
+    if weak_dir or pseudo_dir:
+        if records_file:
+            raise SesamUsageError("give records (--records or stdin) or label directories (--weak/--pseudo), "
+                                  "not both", bad_value=False)
+        return _records_from_directories(images_dir, weak_dir, pseudo_dir, strip_suffixes)
+    if records_file:
+        return read_jsonl(records_file)
+    return list(read_records([], "weak", images_dir, strip_suffixes))
 
 
 def training_images(records: Sequence[Mapping[str, Any]], use_weak: bool, use_pseudo: bool) -> list[TrainingImage]:

@@ -38,6 +38,7 @@ from ..evaluate import Scores, confusion_counts
 from ..io.images import read_image, read_label
 from .predict import predict_label
 from ..presets import ClassPreset
+from ..records import read_jsonl
 from . import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, recipe
 from .augment import augment_batch
 from .data import SOURCES, ImageStore, IterationSampler, TrainingImage, TrainingSet, collate_padded
@@ -135,6 +136,16 @@ class ValidationImage:
     id: str
     image: str
     gt: str
+
+
+def validation_images(path: str | None) -> list[ValidationImage]:
+    """The held-out images of a JSON-lines file of records with 'image' and 'gt' ([] for None)."""
+    images = []
+    for rec in read_jsonl(path) if path else []:
+        if not rec.get("image") or not rec.get("gt"):
+            raise SesamInputError(path, f"record '{rec['id']}' needs 'image' and 'gt'")
+        images.append(ValidationImage(rec["id"], rec["image"], rec["gt"]))
+    return images
 
 
 @dataclass
