@@ -7,30 +7,14 @@ from typing import Iterable, Iterator
 
 import click
 
-from stages.io.artifacts import provenance
-from stages.errors import SesamInputError
-from stages.io.images import image_size, read_instances, read_label, write_label
-from stages import IGNORE_INDEX
-from stages.io.boxes import Boxes, write_boxes
-from stages.simulate import (DEFAULT_MIN_AREA, KINDS, SCRIBBLE_STYLES, image_rng, label_regions, labelled_fraction, simulate_weak)
-from stages.io.tags import write_tags
-from stages.tags import DEFAULT_MIN_AREA as TAGS_MIN_AREA, tags_from_label
-from stages.records import Record, index_images, require
+from stages.records import Record, index_images
+from stages.simulate import SCRIBBLE_STYLES, simulate_weak
+from stages.weak_labels import ALL_KINDS, KIND_OPTIONS, WeakLabelSimulator, artifact_of
 
 from .options import (PerImageStream, classes_option, default_of, handle_errors, ids_option, map_colours_option,
                       per_image_command, reduce_zero_label_option, seed_option)
 
 log = logging.getLogger("sesam")
-
-TAGS = "tags"
-"""Image-level labels (stages.tags): a JSON file per image, not a label map."""
-KIND_OPTIONS = {
-    "points": ("points_per_region", "radius"),
-    "scribbles": ("thickness", "max_strokes", "scribble_style"),
-    "coarse": ("margin",),
-    "boxes": (),
-    TAGS: (),
-}
 
 
 def _refuse_foreign_options(ctx: click.Context, kind: str) -> None:
@@ -54,7 +38,7 @@ def _paired(records: Iterable[Record], key: str, paths: dict[str, str]) -> Itera
 @click.command()
 @per_image_command
 @ids_option
-@click.option("--kind", type=click.Choice(KINDS + (TAGS,)), required=True,
+@click.option("--kind", type=click.Choice(ALL_KINDS), required=True,
               help="Which weak label to simulate (tags: the classes an image contains, for `sesam cam`).")
 @click.option("--instances", "instances_dir", type=click.Path(file_okay=False),
               help="Directory of instance-id PNGs, paired by file stem: one weak annotation per object "
@@ -89,8 +73,7 @@ def _paired(records: Iterable[Record], key: str, paths: dict[str, str]) -> Itera
 @click.pass_context
 @handle_errors
 def simulate(ctx: click.Context, stream: PerImageStream, ids, kind, instances_dir, preset, map_colours,
-             reduce_zero_label, seed, points_per_region, radius, thickness, max_strokes, scribble_style, margin,
-             min_area) -> None:
+             reduce_zero_label, seed, min_area, **options) -> None:
     """Simulate weak labels from ground-truth label maps.
 
     Reads ground-truth PNGs (files, directories, or records with a 'gt' key on stdin) and writes one
@@ -113,56 +96,15 @@ def simulate(ctx: click.Context, stream: PerImageStream, ids, kind, instances_di
           camvid/train/labels > work/tags.jsonl
     """
     _refuse_foreign_options(ctx, kind)
-    options = {name: value for name, value in
-               {"points_per_region": points_per_region, "radius": radius, "thickness": thickness,
-                "max_strokes": max_strokes, "scribble_style": scribble_style, "margin": margin}.items()
-               if name in KIND_OPTIONS[kind]}
-    min_area = DEFAULT_MIN_AREA.get(kind, TAGS_MIN_AREA) if min_area is None else min_area
-    params = {"kind": kind, "seed": seed, "classes": preset.name, "map_colours": map_colours,
-              "reduce_zero_label": reduce_zero_label, "min_area": min_area, "instances": instances_dir is not None,
-              **options}
+    simulator = WeakLabelSimulator(kind, preset, seed, options, min_area, map_colours, reduce_zero_label,
+                                   instances_dir)
     instance_maps = index_images(instances_dir, stream.strip_suffixes) if instances_dir else None
-    fractions: list[float] = []
-    tag_counts: list[int] = []
-
-    def make(record: dict, out_path: str) -> None:
-        require(record, "gt", hint="give ground-truth PNGs as arguments, or start the chain with "
-                                   "`sesam records --images DIR --key gt=DIR`")
-        if instance_maps is not None and not record.get("gt_instances"):
-            raise SesamInputError(record["gt"], f"no instance map named '{record['id']}.*' under {instances_dir}")
-        expected = image_size(record["image"]) if record.get("image") else None
-        gt = read_label(record["gt"], preset, map_colours, expected, reduce_zero_label)
-        instances = read_instances(record["gt_instances"], gt.shape) if record.get("gt_instances") else None
-        if (gt == IGNORE_INDEX).all():
-            log.warning("%s: the ground truth labels no pixel; the weak label is empty", record["gt"])
-        if kind == TAGS:
-            tags = tags_from_label(gt, preset, min_area)
-            write_tags(out_path, tags, preset, provenance("simulate", params, record))
-            tag_counts.append(len(tags))
-            return
-        regions = label_regions(gt, instances, min_area)
-        weak = simulate_weak(kind, regions, image_rng(seed, record["id"]), preset, **options)
-        fraction = labelled_fraction(weak)
-        meta = {**provenance("simulate", params, record), "labelled_fraction": fraction}
-        if isinstance(weak, Boxes):
-            write_boxes(out_path, weak, meta)
-        else:
-            write_label(out_path, weak, preset, meta)
-        fractions.append(fraction)
-        log.debug("%s: %d regions, %.3g%% of the pixels labelled", record["id"], len(regions), 100 * fraction)
-
     records = stream.records("gt", (".png",), ids)
     if instance_maps is not None:
         records = _paired(records, "gt_instances", instance_maps)
-    stage = stream.stage("simulate", TAGS if kind == TAGS else "weak", ".json" if kind in ("boxes", TAGS) else ".png",
-                         params)
+    stage = stream.stage("simulate", *artifact_of(kind), simulator.settings())
     try:
-        stage.run(records, make)
+        stage.run(records, simulator.simulate)
     finally:
-        if tag_counts:
-            log.info("simulate: tags: %.3g classes per image on average over %d image(s)",
-                     sum(tag_counts) / len(tag_counts), len(tag_counts))
-        if fractions:
-            what = "inside a box" if kind == "boxes" else "labelled"
-            log.info("simulate: %s: %.3g%% of the pixels %s on average over %d image(s)",
-                     kind, 100 * sum(fractions) / len(fractions), what, len(fractions))
+        if simulator.summary():
+            log.info("simulate: %s", simulator.summary())
