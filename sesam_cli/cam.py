@@ -20,8 +20,8 @@ from stages.train import recipe
 
 from .cam_predict import predict_command, tags_csv_option
 from .options import classes_option, device_option, handle_errors, seed_option, strip_suffix_option
-from .training import (backbone_weights_option, checkpoint_options, optimizer_options, run_directory_option, run_trainer,
-                       scale_range_option)
+from .training import (backbone_weights_option, checkpoint_options, optimizer_options, run_directory_option,
+                       run_trainer, scale_range_option)
 
 log = logging.getLogger("sesam")
 

@@ -48,8 +48,10 @@ tags_csv_option = click.option(
 @click.option("--scales", default=",".join(str(s) for s in default_of(CamPredictor, "scales")), show_default=True,
               callback=_parse_scales,
               help="Comma-separated rescaling factors of the photo; the CAMs of all scales are summed.")
-@click.option("--flip/--no-flip", default=default_of(CamPredictor, "flip"), show_default=True, help="Also add each scale's mirrored CAMs.")
-@click.option("--bg-threshold", default=default_of(CamPredictor, "bg_threshold"), show_default=True, type=click.FloatRange(0, 1),
+@click.option("--flip/--no-flip", default=default_of(CamPredictor, "flip"), show_default=True,
+              help="Also add each scale's mirrored CAMs.")
+@click.option("--bg-threshold", default=default_of(CamPredictor, "bg_threshold"), show_default=True,
+              type=click.FloatRange(0, 1),
               help="Pixels whose highest CAM (each normalised to a maximum of 1) is below this are background "
                    "(presets with a background class) or 255.")
 @device_option

@@ -6,15 +6,10 @@ import logging
 
 import click
 
-from stages.io.artifacts import provenance
-from stages.cam import DEFAULT_MAX_PEAKS, DEFAULT_PEAK_THRESHOLD, DEFAULT_PEAK_WINDOW, PEAKS_STRATEGY, cam_peak_prompts
-from stages.io.cams import read_cams
-from stages.io.components import read_components
-from stages.io.images import check_same_size
-from stages.io.prompts import STAGE, write_prompts
-from stages.prompts import (DEFAULT_FRACTION, DEFAULT_SPACING, GROUPS, STRATEGIES, STRATEGY_DEFAULTS, STRATEGY_OPTIONS, resolve_options, sample_prompts as sample)
-from stages.simulate import image_rng
-from stages.records import require
+from stages.cam import DEFAULT_MAX_PEAKS
+from stages.io.prompts import STAGE
+from stages.prompt_sampler import ALL_STRATEGIES, PromptSampler
+from stages.prompts import GROUPS, STRATEGY_DEFAULTS
 
 from .options import PerImageStream, default_of, handle_errors, per_image_command, seed_option
 
@@ -23,19 +18,20 @@ log = logging.getLogger("sesam")
 
 @click.command("sample-prompts")
 @per_image_command
-@click.option("--strategy", type=click.Choice(STRATEGIES + (PEAKS_STRATEGY,)), default=default_of(sample, "strategy"),
+@click.option("--strategy", type=click.Choice(ALL_STRATEGIES), default=default_of(PromptSampler, "strategy"),
               show_default=True,
               help="skeleton: points along each component's skeleton (SeSAM); fraction: a random fraction "
                    "of its pixels (Jiang & Yang); centroid: its pixel nearest its centroid; box: its "
                    "bounding box; cam-peaks: the local maxima of each present class's CAM (WeakSAM; "
                    "records need 'cam_scores' from `sesam cam predict` and the components of its 'cam').")
-@click.option("--spacing", default=DEFAULT_SPACING, show_default=True, type=click.FloatRange(min=1),
+@click.option("--spacing", default=default_of(PromptSampler, "spacing"), show_default=True,
+              type=click.FloatRange(min=1),
               help="skeleton: at least this many pixels between a component's points.")
 @click.option("--max-points", type=click.IntRange(min=1),
               help=f"skeleton, fraction: at most this many points per component; cam-peaks: peaks per class  "
                    f"[default: {STRATEGY_DEFAULTS['skeleton'].max_points} for skeleton, "
                    f"{STRATEGY_DEFAULTS['fraction'].max_points} for fraction, {DEFAULT_MAX_PEAKS} for cam-peaks]")
-@click.option("--fraction", default=DEFAULT_FRACTION, show_default=True,
+@click.option("--fraction", default=default_of(PromptSampler, "fraction"), show_default=True,
               type=click.FloatRange(0, 1, min_open=True),
               help="fraction: the share of a component's pixels taken as points (at least one).")
 @click.option("--negatives", type=click.IntRange(min=0),
@@ -44,9 +40,11 @@ log = logging.getLogger("sesam")
 @click.option("--group", type=click.Choice(GROUPS),
               help="component: a component's points form one prompt set; point: each point is its own set  "
                    "[default: point for skeleton, component otherwise]")
-@click.option("--peak-window", default=DEFAULT_PEAK_WINDOW, show_default=True, type=click.IntRange(min=1),
+@click.option("--peak-window", default=default_of(PromptSampler, "peak_window"), show_default=True,
+              type=click.IntRange(min=1),
               help="cam-peaks: a peak is the highest CAM value of its N x N pixel window.")
-@click.option("--peak-threshold", default=DEFAULT_PEAK_THRESHOLD, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--peak-threshold", default=default_of(PromptSampler, "peak_threshold"), show_default=True,
+              type=click.FloatRange(0, 1),
               help="cam-peaks: only peaks of at least this CAM value (each class's CAM peaks at 1).")
 @seed_option
 @handle_errors
@@ -76,42 +74,7 @@ def sample_prompts(stream: PerImageStream, strategy, spacing, max_points, fracti
       sesam decompose --key cam --classes camvid -o work/cam-components < work/cam.jsonl \\
         | sesam sample-prompts --strategy cam-peaks --group point -o work/peaks > work/peaks.jsonl
     """
-    if strategy == PEAKS_STRATEGY:
-        _sample_cam_peaks(stream, group or "component", peak_window, peak_threshold, max_points, negatives)
-        return
-    group, max_points, negatives = resolve_options(strategy, group, max_points, negatives)
-    chosen = {"spacing": spacing, "max_points": max_points, "fraction": fraction, "seed": seed}
-    params = {"strategy": strategy, "negatives": negatives, "group": group,
-              **{name: chosen[name] for name in STRATEGY_OPTIONS[strategy]}}
-
-    def make(record: dict, out_path: str) -> None:
-        require(record, "components")
-        components = read_components(record["components"])
-        if components.count == 0:
-            log.warning("%s: no components; writing no prompt sets", record["components"])
-        prompts = sample(components, strategy, spacing, max_points, fraction, negatives, group,
-                         image_rng(seed, record["id"]))
-        write_prompts(out_path, prompts, provenance(STAGE, params, record))
-
-    stream.stage(STAGE, "prompts", ".h5", params).run(stream.records("components", (".h5",)), make)
-
-
-def _sample_cam_peaks(stream: PerImageStream, group: str, window: int, threshold: float, max_points: int | None,
-                      negatives: int | None) -> None:
-    """--strategy cam-peaks: WeakSAM's prompts from each record's 'cam_scores', in its 'components'."""
-    if negatives:
-        raise click.UsageError("--negatives does not apply to --strategy cam-peaks")
-    max_peaks = max_points or DEFAULT_MAX_PEAKS
-    params = {"strategy": PEAKS_STRATEGY, "group": group, "peak_window": window, "peak_threshold": threshold,
-              "max_points": max_peaks}
-
-    def make(record: dict, out_path: str) -> None:
-        require(record, "components", "cam_scores")
-        components = read_components(record["components"])
-        maps = read_cams(record["cam_scores"])
-        check_same_size(record["components"], components.image_size, maps.image_size, "components",
-                        f"the CAMs {record['cam_scores']}")
-        prompts = cam_peak_prompts(maps, components, window, threshold, max_peaks, group)
-        write_prompts(out_path, prompts, provenance(STAGE, params, record))
-
-    stream.stage(STAGE, "prompts", ".h5", params).run(stream.records("components", (".h5",)), make)
+    sampler = PromptSampler(strategy, spacing, max_points, fraction, negatives, group, peak_window, peak_threshold,
+                            seed)
+    stream.stage(STAGE, "prompts", ".h5", sampler.settings()).run(stream.records("components", (".h5",)),
+                                                                  sampler.sample)

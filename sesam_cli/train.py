@@ -8,8 +8,8 @@ from stages.records import emit
 from stages.train import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, recipe
 
 from .options import classes_option, device_option, handle_errors, seed_option, strip_suffix_option
-from .training import (backbone_weights_option, checkpoint_options, optimizer_options, run_directory_option, run_trainer,
-                       scale_range_option)
+from .training import (backbone_weights_option, checkpoint_options, optimizer_options, run_directory_option,
+                       run_trainer, scale_range_option)
 
 def _per_device(field: str) -> str:
     """The device types' defaults of a setting, for help texts: ``[cpu: 8, cuda: 16]``."""
@@ -82,9 +82,9 @@ def train(output_dir: str, records_file: str | None, images_dir: str | None, wea
     Writes -o DIR/config.json, metrics.jsonl (one line per iteration) and checkpoints (iter_N.pt,
     last.pt), and ends with a one-line summary (iterations, time, last loss, val mIoU).
     SIGINT/SIGTERM save last.pt after the running iteration and exit 130/143; --resume continues
-    exactly there (with another --iterations the schedule is recomputed for the new length). When training finishes, the records go to stdout with a `checkpoint`
-    key (DIR/last.pt), so `sesam refine` can follow in a pipe. Runs under torchrun with
-    DistributedDataParallel (only rank 0 writes).
+    exactly there (with another --iterations the schedule is recomputed for the new length). When
+    training finishes, the records go to stdout with a `checkpoint` key (DIR/last.pt), so `sesam
+    refine` can follow in a pipe. Runs under torchrun with DistributedDataParallel (only rank 0 writes).
 
     \b
     Example:
