@@ -10,7 +10,7 @@ import time
 import click
 
 from .options import handle_errors, ids_option, strip_suffix_option
-from stages.records import IdList, emit, files_under, index_images, record_id
+from stages.records import IdList, emit, paired_records
 
 log = logging.getLogger("sesam")
 
@@ -32,23 +32,6 @@ def _parse_key(ctx: click.Context, param: click.Parameter, values: tuple[str, ..
             raise click.BadParameter(f"'{value}': {directory}: no such directory")
         parsed.append((name, directory, suffix))
     return parsed
-
-
-def index_key_files(directory: str, suffix: str, strip_suffixes: tuple[str, ...]) -> dict[str, str]:
-    """id -> file for the files below ``directory``: with ``suffix``, only files whose stem ends in it
-    (the id is the stem without it); else every file, its id as for photos. Two files with one id
-    are an error naming both."""
-    index: dict[str, str] = {}
-    for path in files_under(directory):
-        stem = os.path.splitext(os.path.basename(path))[0]
-        if suffix and not stem.endswith(suffix):
-            continue
-        key = stem[: -len(suffix)] if suffix else record_id(path, strip_suffixes)
-        if key in index:
-            raise click.ClickException(f"{path}: has the same id '{key}' as {index[key]}; "
-                                       "give NAME=DIR:SUFFIX to pick one kind of file")
-        index[key] = path
-    return index
 
 
 @click.command()
@@ -82,33 +65,9 @@ def records(images_dir: str, keys: list[tuple[str, str, str]], strip_suffixes: t
         | sesam simulate --kind scribbles --classes cityscapes -o work/weak > work/weak.jsonl
     """
     start = time.perf_counter()
-    photos = index_images(images_dir, strip_suffixes)
-    indices = {name: index_key_files(directory, suffix, strip_suffixes) for name, directory, suffix in keys}
-    wanted = sorted(photos) if ids is None else sorted(ids.ids)
-    lacking = {name: [i for i in wanted if i not in index] for name, index in indices.items()}
-    if ids is not None:
-        incomplete = [i for i in wanted if i not in photos
-                      or (not allow_missing and any(i in missing for missing in lacking.values()))]
-        if incomplete:
-            shown = ", ".join(incomplete[:5]) + (" ..." if len(incomplete) > 5 else "")
-            raise click.BadParameter(f"{ids.path}: {len(incomplete)} listed id(s) lack a photo under {images_dir} "
-                                     f"or a --key file: {shown}", param_hint="--ids")
-    skipped = set() if allow_missing else {i for missing in lacking.values() for i in missing}
     written = 0
-    for image_id in wanted:
-        if image_id in skipped:
-            continue
-        record = {"id": image_id, "image": photos[image_id]}
-        record.update({name: index[image_id] for name, index in indices.items() if image_id in index})
+    for record in paired_records(images_dir, keys, strip_suffixes, ids, allow_missing):
         emit(record)
         written += 1
-    for name, missing in lacking.items():
-        if missing:
-            log.info("records: %d photo(s) have no '%s' file%s, e.g. %s", len(missing), name,
-                     "" if allow_missing else " and are left out", missing[0])
-    unpaired = {name: sum(1 for i in index if i not in photos) for name, index in indices.items()}
-    for name, count in unpaired.items():
-        if count:
-            log.info("records: %d '%s' file(s) have no photo under %s", count, name, images_dir)
     log.info("records: %d record(s) with keys %s in %.1f s", written,
-             ", ".join(("image", *indices)), time.perf_counter() - start)
+             ", ".join(("image", *(name for name, _, _ in keys))), time.perf_counter() - start)

@@ -149,6 +149,59 @@ def index_images(images_dir: str, strip_suffixes: Iterable[str] = ()) -> dict[st
     return {record_id(p, strip_suffixes): p for p in files_under(images_dir, IMAGE_SUFFIXES)}
 
 
+def index_key_files(directory: str, suffix: str, strip_suffixes: tuple[str, ...]) -> dict[str, str]:
+    """id -> file for the files below ``directory``: with ``suffix``, only files whose stem ends in it
+    (the id is the stem without it); else every file, its id as for photos. Two files with one id
+    are an error naming both."""
+    index: dict[str, str] = {}
+    for path in files_under(directory):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if suffix and not stem.endswith(suffix):
+            continue
+        key = stem[: -len(suffix)] if suffix else record_id(path, strip_suffixes)
+        if key in index:
+            raise SesamInputError(path, f"has the same id '{key}' as {index[key]}; "
+                                        "give NAME=DIR:SUFFIX to pick one kind of file")
+        index[key] = path
+    return index
+
+
+def paired_records(images_dir: str, keys: Iterable[tuple[str, str, str]], strip_suffixes: tuple[str, ...] = (),
+                   ids: IdList | None = None, allow_missing: bool = False) -> Iterator[Record]:
+    """One record per photo under ``images_dir`` (or per id of ``ids``), with key ``name`` = the file of
+    ``directory`` with its id for every (name, directory, suffix) of ``keys`` (see ``index_key_files``).
+
+    Photos that lack a key's file are left out unless ``allow_missing`` (then they lack that key); with
+    ``ids``, a listed id without a photo or a key's file is a SesamUsageError. Ends with info lines on
+    the photos that lack a file and the files that lack a photo.
+    """
+    photos = index_images(images_dir, strip_suffixes)
+    indices = {name: index_key_files(directory, suffix, strip_suffixes) for name, directory, suffix in keys}
+    wanted = sorted(photos) if ids is None else sorted(ids.ids)
+    lacking = {name: [i for i in wanted if i not in index] for name, index in indices.items()}
+    if ids is not None:
+        incomplete = [i for i in wanted if i not in photos
+                      or (not allow_missing and any(i in missing for missing in lacking.values()))]
+        if incomplete:
+            shown = ", ".join(incomplete[:5]) + (" ..." if len(incomplete) > 5 else "")
+            raise SesamUsageError(f"{ids.path}: {len(incomplete)} listed id(s) lack a photo under {images_dir} "
+                                  f"or a --key file: {shown}", "--ids")
+    skipped = set() if allow_missing else {i for missing in lacking.values() for i in missing}
+    for image_id in wanted:
+        if image_id not in skipped:
+            record = {"id": image_id, "image": photos[image_id]}
+            record.update({name: index[image_id] for name, index in indices.items() if image_id in index})
+            yield record
+    for name, missing in lacking.items():
+        if missing:
+            log.info("records: %d photo(s) have no '%s' file%s, e.g. %s", len(missing), name,
+                     "" if allow_missing else " and are left out", missing[0])
+    for name, index in indices.items():
+        unpaired = sum(1 for i in index if i not in photos)
+        if unpaired:
+            log.info("records: %d '%s' file(s) have no photo under %s", unpaired, name, images_dir)
+
+
 def records_from_files(inputs: Iterable[str], key: str, images_dir: str | None = None,
                        strip_suffixes: Iterable[str] = (),
                        suffixes: tuple[str, ...] = (".png", ".json"), ids: IdList | None = None) -> list[Record]:
