@@ -19,25 +19,17 @@ from stages.records import IdList, Record, Shard, read_records
 log = logging.getLogger("sesam")
 
 
-def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard | None:
-    if value is None:
-        return None
-    try:
-        index, count = (int(v) for v in value.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"'{value}' is not K/N (e.g. 0/4)") from None
-    if count < 1 or not 0 <= index < count:
-        raise click.BadParameter(f"'{value}': need 0 <= K < N")
-    return Shard(index, count)
-
-
-def _read_ids(ctx: click.Context, param: click.Parameter, value: str | None) -> IdList | None:
-    if value is None:
-        return None
-    try:
-        return IdList.read(value)
-    except SesamInputError as exc:
-        raise click.BadParameter(str(exc)) from None
+def parsed_by(parse: Callable[[Any], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback that turns an option's value into ``parse(value)`` (None stays None): the
+    library's SesamInputError or ValueError becomes click.BadParameter with its message."""
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except (SesamInputError, ValueError) as exc:
+            raise click.BadParameter(str(exc)) from None
+    return callback
 
 
 VOID_KEY = "sesam.void"
@@ -86,12 +78,12 @@ output_option = click.option(
     help="Directory for this stage's artifacts, one file per image.")
 overwrite_option = click.option("--overwrite", is_flag=True, help="Redo images whose artifact is already up to date.")
 shard_option = click.option(
-    "--shard", callback=_parse_shard, metavar="K/N",
+    "--shard", callback=parsed_by(Shard.parse), metavar="K/N",
     help="Process only shard K of N (0-based; records split by a hash of their id).")
 keep_going_option = click.option(
     "--keep-going", is_flag=True, help="Log a failing image and go on; exit non-zero at the end.")
 ids_option = click.option(
-    "--ids", callback=_read_ids, type=click.Path(dir_okay=False), metavar="FILE",
+    "--ids", callback=parsed_by(IdList.read), type=click.Path(dir_okay=False), metavar="FILE",
     help="Process only the ids listed in FILE, one per line (e.g. ImageSets/Segmentation/train.txt).")
 classes_option = compose(
     click.option(
@@ -106,15 +98,10 @@ map_colours_option = click.option(
 reduce_zero_label_option = click.option(
     "--reduce-zero-label", is_flag=True,
     help="Ground truth uses 0 for 'other' (ADE20K files): read 0 as ignore and k as class k-1.")
-def _parse_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    try:
-        return check_device(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 device_option = click.option(
-    "--device", default="auto", show_default=True, callback=_parse_device, metavar="|".join(DEVICE_NAMES),
+    "--device", default="auto", show_default=True, callback=parsed_by(check_device), metavar="|".join(DEVICE_NAMES),
     help="Where to compute: auto is CUDA when it is available, else the CPU; cuda:N picks a GPU.")
 seed_option = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
 

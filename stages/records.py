@@ -92,6 +92,17 @@ class Shard:
     def owns(self, record_id: str) -> bool:
         return zlib.crc32(record_id.encode("utf-8")) % self.count == self.index
 
+    @classmethod
+    def parse(cls, value: str) -> "Shard":
+        """The shard written ``K/N`` (e.g. 0/4); ValueError if it is not one."""
+        try:
+            index, count = (int(v) for v in value.split("/"))
+        except ValueError:
+            raise ValueError(f"'{value}' is not K/N (e.g. 0/4)") from None
+        if count < 1 or not 0 <= index < count:
+            raise ValueError(f"'{value}': need 0 <= K < N")
+        return cls(index, count)
+
 
 @dataclass(frozen=True)
 class IdList:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import click
 import pytest
+from click.testing import CliRunner
 
 from commands import walk_commands
 from sesam_cli.main import COMMANDS
+from sesam_cli.options import handle_errors
 from stages import __version__
+from stages.errors import SesamUsageError, StageFailed, StageInterrupted
 
 
 @pytest.mark.parametrize("path", [path for path, _command in walk_commands() if path], ids=" ".join)
@@ -61,3 +65,24 @@ def test_a_gpu_index_reaches_the_sam_backends(sesam, tmp_path):
                              ("torch", "no CUDA device is available to PyTorch here")):
         result = sesam("embed", "--device", "cuda:1", "--backend", backend, tmp_path, expect=1)
         assert f"--device cuda:1: {problem}" in result.stderr
+
+
+def _raising(error: Exception) -> click.Command:
+    @click.command()
+    @handle_errors
+    def command() -> None:
+        raise error
+    return command
+
+
+def test_library_errors_become_click_errors_and_exit_statuses():
+    """A usage error exits 2 (naming its option), a failed stage 1 with its line, Ctrl-C in a stage 130."""
+    runner = CliRunner()
+    result = runner.invoke(_raising(SesamUsageError("x: no such directory", "--images")))
+    assert result.exit_code == 2 and "Invalid value for --images: x: no such directory" in result.output
+    result = runner.invoke(_raising(SesamUsageError("no input: give files", bad_value=False)))
+    assert result.exit_code == 2 and "Error: no input: give files" in result.output
+    assert "Invalid value" not in result.output
+    result = runner.invoke(_raising(StageFailed("unit: 2 image(s) failed (see above)")))
+    assert result.exit_code == 1 and "Error: unit: 2 image(s) failed (see above)" in result.output
+    assert runner.invoke(_raising(StageInterrupted("unit"))).exit_code == 130

@@ -192,6 +192,13 @@ def test_records_from_lines_reject_bad_json_with_line_number():
         list(records_from_lines(['[1, 2]']))
 
 
+def test_shards_are_written_k_of_n():
+    assert Shard.parse("1/4") == Shard(1, 4)
+    for bad in ("1", "a/b", "4/4", "0/0", "-1/2"):
+        with pytest.raises(ValueError):
+            Shard.parse(bad)
+
+
 def test_shards_partition_the_ids():
     ids = [f"img{i}" for i in range(200)]
     owners = [[i for i in ids if Shard(k, 3).owns(i)] for k in range(3)]
