@@ -12,7 +12,7 @@ from stages.io.artifacts import provenance
 from stages.io.masks import STAGE, write_masks
 from stages.errors import SesamInputError
 from stages.io.images import IMAGE_SUFFIXES, read_image
-from stages.io.prompts import PromptSets
+from stages.io.prompts import PromptSets, read_prompt_sets
 from stages.sam.auto import NMS_THRESH, PRED_IOU_THRESH, STABILITY_THRESH
 from stages.records import Record, prefetched, require
 
@@ -109,7 +109,6 @@ def sam_predict(stream: PerImageStream, cache_dir, no_cache, multimask, iterativ
       sesam sam-predict --grid 32 -o work/auto data/JPEGImages
       sesam sam-predict --device cuda --batch-images 8 -o work/masks < work/prompts.jsonl > work/masks.jsonl
     """
-    from stages.io.prompts import read_prompt_sets
     from stages.sam import automatic_masks, predict_prompt_sets
 
     if grid and iterative:
