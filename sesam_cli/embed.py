@@ -4,46 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Mapping
 
 import click
-import numpy as np
 
-from stages.io.images import IMAGE_SUFFIXES, read_image
-from stages.per_image import PerImageStage
-from stages.records import read_records, require
+from stages.io.images import IMAGE_SUFFIXES
+from stages.records import read_records
 
 from .models import backend_from_options, cache_dir_option, embedding_cache, sam_backend_options
-from .options import (compose, handle_errors, images_option, inputs_argument, keep_going_option, shard_option,
-                      strip_suffix_option)
+from .options import (compose, global_flag, handle_errors, images_option, inputs_argument, keep_going_option,
+                      shard_option, strip_suffix_option)
 
 log = logging.getLogger("sesam")
-
-
-class EmbedStage(PerImageStage):
-    """The per-image loop whose artifact is the image's entry in the embedding cache.
-
-    The entry's path depends on the pixels, so ``output_path`` decodes the image; it keeps the
-    last one it decoded, so that ``image`` hands it on instead of reading the file again.
-    """
-
-    def __init__(self, cache, backend, **kwargs: Any):
-        super().__init__(stage="embed", key="embedding", output_dir=cache.directory, suffix=".h5", **kwargs)
-        self.cache = cache
-        self.backend = backend
-        self._decoded: tuple[str, np.ndarray] | None = None
-
-    def image(self, record: Mapping[str, Any]) -> np.ndarray:
-        """The decoded image of ``record`` (read once however often it is asked for in a row)."""
-        require(record, "image")
-        if self._decoded is None or self._decoded[0] != record["image"]:
-            self._decoded = (record["image"], read_image(record["image"]))
-        return self._decoded[1]
-
-    def output_path(self, record: Mapping[str, Any]) -> str:
-        from stages.sam import image_sha256
-
-        return self.cache.path_for(self.backend, image_sha256(self.image(record)))
 
 
 @click.command()
@@ -66,9 +37,12 @@ def embed(inputs, images_dir, strip_suffixes, shard, keep_going, cache_dir, reco
       sesam embed data/JPEGImages > work/embedded.jsonl
       sesam embed --backend sam --sam-checkpoint sam_vit_h_4b8939.pth --device cuda data/JPEGImages
     """
+    from stages.sam.cache import EmbedStage
+
     backend = backend_from_options(**backend_options)
     cache = embedding_cache(cache_dir)
     records = read_records(inputs, "image", images_dir, strip_suffixes, suffixes=IMAGE_SUFFIXES)
-    stage = EmbedStage(cache, backend, params={}, overwrite=True, shard=shard, keep_going=keep_going)
+    stage = EmbedStage(cache, backend, params={}, overwrite=True, shard=shard, keep_going=keep_going,
+                       verbose=global_flag("verbose"))
     stage.run(records, lambda record, _path: cache.get_or_compute(backend, stage.image(record), recompute))
     log.info("embed: %d encoded, %d reused from %s", cache.computed, cache.reused, os.path.abspath(cache.directory))

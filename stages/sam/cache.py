@@ -6,7 +6,7 @@ sha256 of its decoded pixels (shape and RGB bytes), so re-saving a photo in anot
 same entry and an edited photo gets a new one. An entry that does not open, is unfinished, disagrees
 with the model, the image or the expected shape, or whose arrays no longer match their checksum (a
 damaged file, an entry of a sesam that stored none) is recomputed (and overwritten) with a warning,
-never trusted.
+never trusted. :class:`EmbedStage` is ``sesam embed``'s per-image loop, whose artifact is an entry.
 """
 
 from __future__ import annotations
@@ -14,12 +14,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from typing import Any, Mapping
+
 import numpy as np
 
 from ..errors import SesamInputError
 from ..io.artifacts import provenance
 from ..io.atomic import remove_stale_temporaries
 from ..io.embeddings import STAGE, Embedding, read_embedding, write_embedding
+from ..io.images import read_image
+from ..per_image import PerImageStage
+from ..records import require
 from .base import SamBackend
 
 log = logging.getLogger("sesam")
@@ -104,3 +109,27 @@ class EmbeddingCache:
             self._swept.add(folder)
         write_embedding(path, embedding, {**attrs, "image_sha256": digest})
         self.computed += 1
+
+
+class EmbedStage(PerImageStage):
+    """The per-image loop whose artifact is the image's entry in the embedding cache.
+
+    The entry's path depends on the pixels, so ``output_path`` decodes the image; it keeps the
+    last one it decoded, so that ``image`` hands it on instead of reading the file again.
+    """
+
+    def __init__(self, cache: EmbeddingCache, backend: SamBackend, **kwargs: Any):
+        super().__init__(stage="embed", key="embedding", output_dir=cache.directory, suffix=".h5", **kwargs)
+        self.cache = cache
+        self.backend = backend
+        self._decoded: tuple[str, np.ndarray] | None = None
+
+    def image(self, record: Mapping[str, Any]) -> np.ndarray:
+        """The decoded image of ``record`` (read once however often it is asked for in a row)."""
+        require(record, "image")
+        if self._decoded is None or self._decoded[0] != record["image"]:
+            self._decoded = (record["image"], read_image(record["image"]))
+        return self._decoded[1]
+
+    def output_path(self, record: Mapping[str, Any]) -> str:
+        return self.cache.path_for(self.backend, image_sha256(self.image(record)))
