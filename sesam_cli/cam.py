@@ -13,9 +13,9 @@ import logging
 
 import click
 
-from stages.cam_predict import CHECKPOINT_KEY, TagSource, tag_counts, training_records
+from stages.cam_predict import CHECKPOINT_KEY, TagSource, tag_counts, tagged_images, training_records
 from stages.presets import ClassPreset
-from stages.records import emit, require
+from stages.records import emit
 from stages.train import recipe
 
 from .cam_predict import predict_command, tags_csv_option
@@ -67,11 +67,8 @@ def cam() -> None:
               help="Data-loading processes.")
 @handle_errors
 def train_command(output_dir: str, records_file: str | None, tags_csv: str | None, images_dir: str | None,
-                  strip_suffixes: tuple[str, ...], preset: ClassPreset, architecture: str, backbone_weights: str,
-                  iterations: int, batch_size: int, crop_size: int, scale_range: tuple[float, float],
-                  optimizer: str, lr: float | None, head_lr_multiplier: float, weight_decay: float | None,
-                  momentum: float, poly_power: float, seed: int, checkpoint_every: int, resume: bool,
-                  overwrite: bool, device: str, workers: int) -> None:
+                  strip_suffixes: tuple[str, ...], preset: ClassPreset, resume: bool, overwrite: bool, device: str,
+                  workers: int, **options) -> None:
     """Train a multi-label classifier on image-level labels, for class activation maps.
 
     Reads records with 'image' and 'tags' (a list of class names or indices, or a tags JSON file as
@@ -90,18 +87,13 @@ def train_command(output_dir: str, records_file: str | None, tags_csv: str | Non
       sesam cam train --records work/tags.jsonl --iterations 1000 -o work/cam-train > work/tagged.jsonl
       sesam cam train --tags-csv labels.csv --images data/JPEGImages --classes voc -o work/cam-train
     """
-    from stages.train.classifier import CamTrainConfig, CamTrainer, TaggedImage
+    from stages.train.classifier import CamTrainConfig, CamTrainer
 
     tags_of = TagSource(preset, tags_csv)
     records = training_records(records_file, tags_of, images_dir, strip_suffixes)
-    images = []
-    for record in records:
-        require(record, "image")
-        images.append(TaggedImage(record["id"], record["image"], tuple(int(t) for t in tags_of(record))))
+    images = tagged_images(records, tags_of)
     try:
-        config = CamTrainConfig(architecture, backbone_weights, iterations, batch_size, crop_size, scale_range,
-                                optimizer, lr, weight_decay, momentum, head_lr_multiplier, poly_power, seed,
-                                checkpoint_every)
+        config = CamTrainConfig(**options)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     trainer = CamTrainer(config, images, preset, output_dir, device=device, workers=workers)

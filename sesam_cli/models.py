@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from stages.sam.models import DEFAULT_MODEL, embeddings_dir, fetch_model, list_models, sesam_home
+from stages.sam.models import DEFAULT_MODEL, fetch_model, models_table
 from stages.sam.registry import BACKENDS
 
 from .options import compose, device_option, handle_errors
@@ -127,12 +127,5 @@ def list_command() -> None:
     Example:
       sesam models list
     """
-    from stages.sam.cache import cache_usage
-
-    count, size = cache_usage(embeddings_dir())
-    rows = [("BACKEND", "NAME", "PATH", "STATUS")] + [(e.backend, e.name, e.path, e.status) for e in list_models()]
-    rows.append(("-", "embeddings", embeddings_dir(), f"{count} cached image embeddings, {size / 1e6:.1f} MB"))
-    widths = [max(len(row[column]) for row in rows) for column in range(3)]
-    click.echo(f"SESAM_HOME={sesam_home()}")
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+    for line in models_table():
+        click.echo(line)

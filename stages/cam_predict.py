@@ -1,10 +1,10 @@
 """``cam train``'s tagged images and ``cam predict``'s per-image work, as library calls.
 
 :class:`TagSource` reads an image's tags (a tags CSV or each record's ``tags``);
-:func:`training_records` finds the records ``cam train`` learns from; :class:`CamPredictor` makes one
-image's ``cam_scores`` artifact (CAMs of its present classes) and its CAM pseudo-label, reusing the
-stored CAMs when only the background threshold changed. The classifier (torch) is imported only
-when a checkpoint is loaded.
+:func:`training_records` finds the records ``cam train`` learns from, :func:`tagged_images` pairs
+them with their tags; :class:`CamPredictor` makes one image's ``cam_scores`` artifact (CAMs of its
+present classes) and its CAM pseudo-label, reusing the stored CAMs when only the background
+threshold changed. The classifier (torch) is imported only when it is needed.
 """
 
 from __future__ import annotations
@@ -70,6 +70,17 @@ def training_records(records_file: str | None, tags: TagSource, images_dir: str 
                     raise SesamUsageError(f"no photo named '{record['id']}.*' under {images_dir}", "--images")
                 record["image"] = photos[record["id"]]
     return records
+
+
+def tagged_images(records: Iterable[Record], tags: TagSource) -> list[Any]:
+    """The records as ``stages.train.classifier.TaggedImage``: photo and tags (each record needs 'image')."""
+    from .train.classifier import TaggedImage
+
+    images = []
+    for record in records:
+        require(record, "image")
+        images.append(TaggedImage(record["id"], record["image"], tuple(int(t) for t in tags(record))))
+    return images
 
 
 def tag_counts(tags: Iterable[Iterable[int]], preset: ClassPreset) -> str:

@@ -246,3 +246,16 @@ def list_models(home: str | None = None) -> list[ModelEntry]:
         status = "present" if os.path.isfile(path) else "absent (download it and put it here, or pass --sam-checkpoint)"
         entries.append(ModelEntry(model_type, "sam", path, status))
     return entries
+
+
+def models_table(home: str | None = None) -> list[str]:
+    """``sesam models list``'s lines: $SESAM_HOME, then backend, name, path and status of every model
+    (``list_models``) and of the embedding cache, in aligned columns."""
+    from .cache import cache_usage
+
+    count, size = cache_usage(embeddings_dir(home))
+    rows = [("BACKEND", "NAME", "PATH", "STATUS")] + [(e.backend, e.name, e.path, e.status) for e in list_models(home)]
+    rows.append(("-", "embeddings", embeddings_dir(home), f"{count} cached image embeddings, {size / 1e6:.1f} MB"))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    return [f"SESAM_HOME={home or sesam_home()}"] + [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3] for row in rows]
