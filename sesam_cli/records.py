@@ -27,7 +27,8 @@ def _parse_key(ctx: click.Context, param: click.Parameter, values: tuple[str, ..
         if not sep or not KEY_PATTERN.match(name) or not directory:
             raise click.BadParameter(f"'{value}' is not NAME=DIR or NAME=DIR:SUFFIX (NAME in a-z, 0-9, _)")
         if name in RESERVED_KEYS or name in (key for key, _, _ in parsed):
-            raise click.BadParameter(f"'{value}': the key '{name}' is {'reserved' if name in RESERVED_KEYS else 'given twice'}")
+            why = "reserved" if name in RESERVED_KEYS else "given twice"
+            raise click.BadParameter(f"'{value}': the key '{name}' is {why}")
         if not os.path.isdir(directory):
             raise click.BadParameter(f"'{value}': {directory}: no such directory")
         parsed.append((name, directory, suffix))

@@ -8,39 +8,29 @@ from typing import Callable, Iterable
 
 import click
 
-from stages.io.artifacts import provenance
 from stages.io.images import IMAGE_SUFFIXES
-from stages.per_image import PerImageStage
 from stages.records import Record, emit
-from stages.refine import (PREDICTION_OUTPUTS, REFINED_OUTPUTS, UNCLAIMED, ImageRefiner, Networks, RefineParams,
-                           RoundReport, retrainer)
+from stages.refine import UNCLAIMED, ImageRefiner, Networks, RefineParams, RoundReport, retrainer
 from stages.train import WEIGHTS
 
-from .models import backend_from_options, backend_option, cache_dir_option, embedding_cache, model_option, \
-    model_type_option, sam_checkpoint_option
+from .models import (backend_from_options, backend_option, cache_dir_option, embedding_cache, model_option,
+                     model_type_option, sam_checkpoint_option)
 from .options import PerImageStream, classes_option, device_option, handle_errors, per_image_command
 from .training import run_trainer
 
 log = logging.getLogger("sesam")
 
-STAGE = "refine"
-PREDICT_STAGE = "predict"
 DEFAULTS = RefineParams()
 
 
-def _stage(refiner: ImageRefiner, stream: PerImageStream, output_dir: str, sink: Callable[[Record], None]
-           ) -> PerImageStage:
-    """The per-image loop of one pass: the pseudo-label (or, predicting only, the prediction) is the
-    artifact, the other outputs its companions, each in its own folder under ``output_dir``."""
-    outputs = PREDICTION_OUTPUTS if refiner.predict_only else REFINED_OUTPUTS + PREDICTION_OUTPUTS
-    stage, key = (PREDICT_STAGE, "prediction") if refiner.predict_only else (STAGE, "pseudo")
-    return stream.stage(stage, key, ".png", refiner.settings(), os.path.join(output_dir, key), sink=sink,
-                        companions={k: (os.path.join(output_dir, k), ".png") for k in outputs if k != key})
+def _refine_pass(refiner: ImageRefiner, stream: PerImageStream, records: Iterable[Record], output_dir: str,
+                 checkpoint: str | None, sink: Callable[[Record], None], report: RoundReport) -> None:
+    """One pass over ``records`` with ``checkpoint`` (None: each record's own): each output in its own
+    folder under ``output_dir``."""
+    stage_name, key, companions = refiner.artifact()
+    stage = stream.stage(stage_name, key, ".png", refiner.settings(), os.path.join(output_dir, key), sink=sink,
+                         companions={k: (os.path.join(output_dir, k), ".png") for k in companions})
 
-
-def _refine_pass(refiner: ImageRefiner, records: Iterable[Record], checkpoint: str | None, stage: PerImageStage,
-                 report: RoundReport) -> None:
-    """Run ``stage`` over ``records`` with ``checkpoint`` (None: each record's own)."""
     def with_checkpoint(rec: Record) -> Record:
         if checkpoint:
             rec["checkpoint"] = checkpoint
@@ -49,12 +39,7 @@ def _refine_pass(refiner: ImageRefiner, records: Iterable[Record], checkpoint: s
         return rec
 
     def make(rec: Record, out: str) -> None:
-        refined = refiner.refine(rec)
-        paths = {key: stage.companion_path(rec, key) for key in stage.companions}
-        refined.write({stage.key: out, **paths}, refiner.networks.preset,
-                      provenance(stage.stage, stage.params, rec, refined.network))
-        if refined.pseudo is not None:
-            report.add(rec, refined.pseudo)
+        refiner.refine_into(rec, {key: out, **{k: stage.companion_path(rec, k) for k in companions}}, report)
 
     stage.run((with_checkpoint(rec) for rec in records), make)
 
@@ -93,7 +78,8 @@ def _refine_pass(refiner: ImageRefiner, records: Iterable[Record], checkpoint: s
               help="--rounds: data-loading processes of the retraining [the device's default, as train].")
 @handle_errors
 def refine(stream: PerImageStream, preset, checkpoint, weights, window, stride, predict_only, min_confidence,
-           min_area, spacing, max_points, unclaimed, backend, model, sam_checkpoint, model_type, device, cache_dir, rounds, workers) -> None:
+           min_area, spacing, max_points, unclaimed, backend, model, sam_checkpoint, model_type, device, cache_dir,
+           rounds, workers) -> None:
     """Predict with a trained network; refine the predictions with SAM into new pseudo-labels.
 
     Reads records with 'image' and 'weak' (or 'components') on stdin, or weak-label files with
@@ -135,8 +121,8 @@ def refine(stream: PerImageStream, preset, checkpoint, weights, window, stride, 
             checkpoint = run_trainer(trainer, resume=True).checkpoint
         finished: list[Record] = []
         report = RoundReport(preset)
-        stage = _stage(refiner, stream, round_dir, emit if number == rounds else finished.append)
-        _refine_pass(refiner, current, checkpoint, stage, report)
+        _refine_pass(refiner, stream, current, round_dir, checkpoint, emit if number == rounds else finished.append,
+                     report)
         if report.images:
             log.info("refine%s: %s", f" round {number}" if rounds > 1 else "", report.summary())
         current = finished

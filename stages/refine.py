@@ -23,6 +23,7 @@ from .decompose import decompose
 from .io.components import read_components
 from .errors import SesamInputError
 from .evaluate import Scores, confusion_counts
+from .io.artifacts import provenance
 from .io.images import read_image, read_label, write_confidence, write_label
 from .presets import ClassPreset
 from .prompts import sample_prompts
@@ -35,6 +36,8 @@ from .select import SesamParams, VoteParams, choose_sesam, kept_classes, merge_v
 log = logging.getLogger("sesam")
 
 UNCLAIMED = ("ignore", "prediction")
+STAGE, PREDICT_STAGE = "refine", "predict"
+"""The stage names of a refine pass's artifacts, and of a pass that only predicts."""
 PREDICTION_OUTPUTS = ("prediction", "prediction_confidence")
 REFINED_OUTPUTS = ("pseudo", "confidence")
 """The record keys (and artifact folders) of a refine pass: the network's prediction and its
@@ -198,6 +201,22 @@ class ImageRefiner:
         if not self.predict_only:
             settings.update(refine=self.params.as_dict(), model=self.backend.identity.as_dict())
         return settings
+
+    def artifact(self) -> tuple[str, str, tuple[str, ...]]:
+        """(stage name, record key, companion keys) of a pass: the pseudo-label (or, predicting only, the
+        prediction) is the artifact, the other outputs its companions."""
+        outputs = PREDICTION_OUTPUTS if self.predict_only else REFINED_OUTPUTS + PREDICTION_OUTPUTS
+        stage, key = (PREDICT_STAGE, "prediction") if self.predict_only else (STAGE, "pseudo")
+        return stage, key, tuple(k for k in outputs if k != key)
+
+    def refine_into(self, record: Record, paths: Mapping[str, str], report: RoundReport | None = None) -> None:
+        """Refine ``record`` and write the outputs named in ``paths`` (output key -> file, see ``artifact``)
+        with their provenance; count the new pseudo-label in ``report``."""
+        refined = self.refine(record)
+        stage = self.artifact()[0]
+        refined.write(paths, self.networks.preset, provenance(stage, self.settings(), record, refined.network))
+        if refined.pseudo is not None and report is not None:
+            report.add(record, refined.pseudo)
 
     def refine(self, record: Record) -> RefinedImage:
         """The prediction of the record's 'image' by its 'checkpoint', and unless predicting only, the
