@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from stages.errors import SesamInputError
-from stages.evaluate import Scores, confusion_counts
+from stages.evaluate import CSV_COLUMNS, Scores, confusion_counts, evaluation_pairs, per_image_csv, score_pairs
 from stages.io.images import write_label
 from stages.presets import get_preset, load_classes_file
 
@@ -227,3 +227,22 @@ def test_cli_ids_restrict_to_a_split_and_reduce_zero_label(sesam, tmp_path):
     result = sesam("evaluate", pred_dir, "--gt", gt_dir, "--ids", split, "--reduce-zero-label", "--json", "-")
     report = json.loads(result.stdout)
     assert report["images"] == 2 and report["miou"] == 1.0 and report["scored_pixels"] == 6
+
+
+def test_scoring_a_dataset_is_two_calls_from_python(tmp_path):
+    """What `sesam evaluate` runs: records -> (id, prediction, ground truth) pairs -> scores and CSV rows."""
+    voc = get_preset("voc")
+    gt = np.zeros((4, 4), np.uint8)
+    gt[:, 2:] = 1
+    pred = gt.copy()
+    pred[0, 0] = 1
+    write_label(tmp_path / "gt.png", gt, voc)
+    write_label(tmp_path / "pred.png", pred, voc)
+    pairs = evaluation_pairs([{"id": "a", "pseudo": str(tmp_path / "pred.png"), "gt": str(tmp_path / "gt.png")}],
+                             "pseudo")
+    scores, rows = score_pairs(pairs, voc)
+    assert pairs == [("a", str(tmp_path / "pred.png"), str(tmp_path / "gt.png"))]
+    assert scores.pixel_accuracy == pytest.approx(15 / 16) and rows[0]["scored_pixels"] == 16
+    assert per_image_csv(rows).splitlines()[0] == ",".join(CSV_COLUMNS)
+    with pytest.raises(SesamInputError, match="no label maps to evaluate"):
+        evaluation_pairs([], "pseudo")

