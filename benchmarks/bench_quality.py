@@ -21,7 +21,8 @@ sample-prompts, SAM with the default ONNX model, select). Rows, all from the sam
 - ``jiang``: Jiang & Yang 2023: ``sample-prompts --strategy fraction --negatives 5`` (20% of a
   component's pixels, capped by the default), ``sam-predict --iterative``, ``--hypothesis 3``;
   boxes: the box prompt, iterative, hypothesis 3;
-- ``sesam``: ``sample-prompts`` / ``select`` defaults (boxes: the box prompt);
+- ``sesam``: ``sample-prompts`` / ``sam-predict`` / ``select`` defaults (boxes: the box prompt,
+  iterative);
 - ``oracle``: sesam's prompt sets and masks, but per set the hypothesis with the best IoU against
   the ground-truth mask of the set's class, merged as sesam merges: the ceiling of any selection
   from these masks.
@@ -91,12 +92,12 @@ class Example:
 @dataclass(frozen=True)
 class Recipe:
     """How a row prompts SAM (``stages.prompts.sample_prompts`` and ``predict_prompt_sets``); None:
-    sample-prompts' default."""
+    the default of sample-prompts and sam-predict."""
 
     strategy: str
     group: str | None = None
     negatives: int | None = None
-    iterative: bool = False
+    iterative: bool | None = None
     spacing: float | None = None
     max_points: int | None = None
 
@@ -170,8 +171,12 @@ class MaskCache:
         self.directory = directory
         self.model_key = model_key
 
-    def key(self, image_name: str, prompts: PromptSets, iterative: bool) -> str:
-        """SAM's outputs depend on the photo, the model, the prompt sets and iterative input only."""
+    def key(self, image_name: str, prompts: PromptSets, iterative: bool | None) -> str:
+        """SAM's outputs depend on the photo, the model, the prompt sets and which sets are decoded
+        with iterative input only."""
+        if iterative is None:
+            boxed = int(np.isfinite(prompts.set_box).all(axis=1).sum())
+            iterative = {prompts.count: True, 0: False}.get(boxed, "boxes")
         digest = hashlib.sha256(json.dumps([image_name, self.model_key, iterative, prompts.image_size]).encode())
         for name in PROMPT_DATASETS:
             digest.update(np.ascontiguousarray(getattr(prompts, name)).tobytes())

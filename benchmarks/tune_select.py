@@ -4,7 +4,7 @@ On the tuning subset of benchmarks/bench_quality.py (``--split train``: every 8t
 46 photos), with the same weak labels, prompts and SAM masks (the ``--masks-cache`` of
 bench_quality.py makes a rerun take minutes), each row changes one setting of the defaults and
 prints the pseudo-label mIoU (unlabelled pixels wrong) per weak-label kind, next to Jiang & Yang's
-recipe for scale. ``--background-proxy`` scores the ``--unclaimed`` rules on a stand-in for presets
+recipe for scale; the last rows change which prompt sets SAM decodes with iterative input. ``--background-proxy`` scores the ``--unclaimed`` rules on a stand-in for presets
 with a background class: CamVid's stuff classes (sky, building, road, sidewalk, tree, fence) merged
 into one background class, its things (pole, sign, car, pedestrian, bicyclist) kept; the same weak
 labels and masks, classes mapped.
@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from bench_quality import DEFAULT_CAMVID, KINDS, RECIPES, MaskCache, camvid_examples, contexts
+from bench_quality import DEFAULT_CAMVID, KINDS, RECIPES, MaskCache, Recipe, camvid_examples, contexts
 from stages.evaluate import Scores, confusion_counts
 from stages.sam.cache import EmbeddingCache
 from stages.sam.models import embeddings_dir
@@ -46,6 +46,11 @@ VARIANTS = {
     "min_vote_share 0.6": (DEFAULTS, replace(VOTES, min_vote_share=0.6), "auto"),
     "unclaimed nearest": (DEFAULTS, VOTES, "nearest"),
 }
+PROMPTING = {
+    "boxes single pass (sam-predict --no-iterative)": Recipe("skeleton", iterative=False),
+    "every set iterative (sam-predict --iterative)": Recipe("skeleton", iterative=True),
+}
+"""Rows that change how SAM is prompted (new SAM outputs, selection defaults)."""
 PROXY_UNCLAIMED = ("ignore", "background", "nearest")
 STUFF = ("sky", "building", "road", "sidewalk", "tree", "fence")
 
@@ -75,10 +80,11 @@ def main() -> None:
     embeddings = EmbeddingCache(embeddings_dir())
     examples = camvid_examples(args.camvid, "train")[:args.limit]
     rows = ((["naive", "jiang", "sesam"], PROXY_UNCLAIMED) if args.background_proxy
-            else (["jiang"] + list(VARIANTS), ("auto",)))
+            else (["jiang"] + list(VARIANTS) + list(PROMPTING), ("auto",)))
+    recipes = RECIPES if args.background_proxy else {**RECIPES, **PROMPTING}
     counts: dict = {}
     for index, example in enumerate(examples, start=1):
-        for kind, ctx in contexts(example, kinds, backend, embeddings, cache, "ignore", RECIPES):
+        for kind, ctx in contexts(example, kinds, backend, embeddings, cache, "ignore", recipes):
             gt, weak, sam, background, num_classes = ctx.gt, ctx.weak, ctx.sam, None, example.preset.num_classes
             if args.background_proxy:
                 table = proxy_lookup(example.preset.classes)
@@ -94,7 +100,7 @@ def main() -> None:
                     else:
                         params, votes, fill["unclaimed"] = (VARIANTS[row] if row in VARIANTS
                                                             else (DEFAULTS, VOTES, unclaimed))
-                        data = sam["sesam"]
+                        data = sam[row if row in PROMPTING else "sesam"]
                         label = select_sesam(data["masks"], data["iou_predictions"], data["set_class"],
                                              data["set_component"], weak, ctx.components.component_map, params,
                                              ctx.boxes, votes=votes, **fill).label

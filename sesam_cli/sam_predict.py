@@ -74,8 +74,9 @@ class BatchInputs:
 @click.option("--no-cache", is_flag=True, help="Encode every image afresh and store nothing in the embedding cache.")
 @click.option("--multimask/--single", default=True, show_default=True,
               help="Keep all 4 hypotheses (0: single-mask output, 1-3: small to large), or hypothesis 0 only.")
-@click.option("--iterative", is_flag=True,
-              help="Decode twice, feeding the best low-res mask of the first pass back with the prompts.")
+@click.option("--iterative/--no-iterative", default=None,
+              help="Decode twice, feeding the best low-res mask of the first pass back with the prompts "
+                   "(default: only the prompt sets with a box).")
 @click.option("--grid", type=click.IntRange(min=1), default=None, metavar="N",
               help="Automatic mode: prompt an N x N grid of points instead of prompt sets (records need only 'image').")
 @click.option("--pred-iou-thresh", type=float, default=PRED_IOU_THRESH, show_default=True,
@@ -122,7 +123,7 @@ def sam_predict(stream: PerImageStream, cache_dir, no_cache, multimask, iterativ
         records = stream.records("image", IMAGE_SUFFIXES)
         needed = ("image",)
     else:
-        params.update(iterative=iterative)
+        params.update(iterative="boxes" if iterative is None else iterative)
         records = stream.records("prompts", (".h5",))
         needed = ("image", "prompts")
 
