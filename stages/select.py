@@ -1,7 +1,9 @@
 """SeSAM step 4: choose SAM mask hypotheses that agree with the weak label, merge them into a class map.
 
 Inputs are the arrays of the ``masks``, ``prompts`` and ``components`` artifacts (FORMATS.md):
-``masks`` bool (S, M, H, W), M hypotheses per prompt set; ``iou`` float32 (S, M), SAM's predicted
+``masks`` bool (S, M, H, W), M hypotheses per prompt set (an array, or a
+:class:`~stages.io.masks.MaskStack` that reads a set at a time: :func:`select_image` never holds a
+large photo's whole stack); ``iou`` float32 (S, M), SAM's predicted
 IoU; ``set_class`` / ``set_component`` int32 (S,); the weak label uint8 (H, W) (255 = unlabelled)
 and its ``component_map`` int32 (H, W) (0 = none, k = component k). Strategies:
 
@@ -39,7 +41,7 @@ from .errors import SesamInputError
 from .io.images import read_label
 from .presets import ClassPreset
 from .io.coco import Instance
-from .io.masks import read_masks
+from .io.masks import flat_view, mask_areas, open_masks
 from .records import Record, require
 
 STRATEGIES = ("sesam", "jiang", "cam-merge")
@@ -318,9 +320,8 @@ def choose_sesam(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, set_
     box, not its pixels in ``component_map``, and the box rules apply instead of the label rules.
     """
     _check_shapes(masks, iou, set_class, weak_label)
-    count, hypotheses, height, width = masks.shape
-    flat_masks = masks.reshape(count, hypotheses, height * width)  # also for S = 0 (no prompt set)
-    area = flat_masks.sum(axis=2)
+    flat_masks = flat_view(masks)  # also for S = 0 (no prompt set); a MaskStack is read a set at a time
+    area = mask_areas(masks)
     if component_box is not None:
         candidates = _candidates_in_boxes(masks, area, set_component, component_box, params)
     else:
@@ -452,7 +453,9 @@ def instances(masks: np.ndarray, iou: np.ndarray, selection: Selection, set_comp
         groups.setdefault(key, []).append((int(s), int(m)))
     found = []
     for (_, cls), members in groups.items():
-        mask = np.logical_or.reduce([masks[s, m] for s, m in members])
+        mask = np.zeros(masks.shape[2:], bool)
+        for s, m in members:
+            mask |= masks[s, m]
         found.append(Instance(mask, cls, float(np.mean([iou[s, m] for s, m in members]))))
     return found
 
@@ -509,7 +512,7 @@ def select_image(record: Record, preset: ClassPreset,
     'components' (decompose; sesam, jiang) or 'cam' (cam-merge). Returns the selection and the masks
     datasets (:func:`read_masks`); SesamInputError names a missing key or a file that does not fit."""
     require(record, "masks")
-    masks = read_masks(record["masks"])
+    masks = open_masks(record["masks"])
     background = background_class(preset)
     size = masks["masks"].shape[2:]
     if params.strategy == "cam-merge":
