@@ -55,6 +55,8 @@ JIANG_HYPOTHESIS = 3
 CAM_MIN_INSIDE, CAM_MIN_COVER = 0.5, 0.85
 """cam-merge: a mask goes to a class holding more than CAM_MIN_INSIDE of it, or to the one class whose
 region it covers at least CAM_MIN_COVER of (:func:`select_cam_merge`)."""
+MERGE_BAND_PIXELS = 1 << 20
+"""merge_votes decides the pixels a band of about this many at a time (whatever the photo's size)."""
 CAM_ONLY_CONFIDENCE = 0.5
 """Confidence of cam-merge pixels that keep their CAM label (no SAM mask claimed them)."""
 
@@ -158,14 +160,17 @@ def merge_votes(masks: np.ndarray, hypothesis_class: np.ndarray, scores: np.ndar
         area_fraction = max(int(mask.sum()), 1) / mask.size
         score = max(float(scores[s, m]), 1e-3)
         slot = int(np.searchsorted(classes, hypothesis_class[s, m]))
-        tally[slot][mask] += score / area_fraction ** votes.size_exponent
-        np.maximum(best_score, np.where(mask, np.float32(score), np.float32(0)), out=best_score)
-    total = tally.sum(axis=0)
-    winner = tally.argmax(axis=0)
-    best = np.take_along_axis(tally, winner[None], axis=0)[0]
-    decided = (total > 0) & (best > votes.min_vote_share * total)
-    label[decided] = classes[winner[decided]]
-    confidence[decided] = best[decided] / total[decided] * best_score[decided]
+        np.add(tally[slot], score / area_fraction ** votes.size_exponent, out=tally[slot], where=mask)
+        np.maximum(best_score, np.float32(score), out=best_score, where=mask)
+    rows = max(1, MERGE_BAND_PIXELS // width)  # decided a band at a time: a large photo's temporaries stay small
+    for top in range(0, height, rows):
+        band = slice(top, top + rows)
+        total = tally[:, band].sum(axis=0)
+        winner = tally[:, band].argmax(axis=0)
+        best = np.take_along_axis(tally[:, band], winner[None], axis=0)[0]
+        decided = (total > 0) & (best > votes.min_vote_share * total)
+        label[band][decided] = classes[winner[decided]]
+        confidence[band][decided] = best[decided] / total[decided] * best_score[band][decided]
     return label, confidence
 
 
@@ -285,10 +290,11 @@ def settle_ties(flat_masks: np.ndarray, candidates: np.ndarray, iou: np.ndarray,
     if open_sets.size == 0:
         return kept
     classes, slot = np.unique(set_class, return_inverse=True)
-    cover = np.zeros((classes.size, flat_masks.shape[2]), np.int32)
+    # counts in the smallest dtype that holds them: a class's sets per pixel, classes per pixel
+    cover = np.zeros((classes.size, flat_masks.shape[2]), np.min_scalar_type(len(set_class)))
     for s in np.flatnonzero(kept >= 0):
         cover[slot[s]] += flat_masks[s, kept[s]]
-    covering = (cover > 0).sum(axis=0)
+    covering = (cover > 0).sum(axis=0, dtype=np.min_scalar_type(classes.size))
     for _ in range(passes):
         for s in open_sets:
             own = cover[slot[s]]
