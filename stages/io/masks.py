@@ -110,6 +110,24 @@ class MaskStack:
         return FlatMasks(self)
 
 
+class ChosenMasks:
+    """One hypothesis per prompt set of a stack, seen as (S, H, W): ``chosen[s]`` is
+    ``stack[s, hypotheses[s]]``, read on demand (a :class:`MaskStack` reads a set at a time)."""
+
+    def __init__(self, stack: "MaskStack | np.ndarray", hypotheses: np.ndarray):
+        self.stack = stack
+        self.hypotheses = np.asarray(hypotheses)
+
+    def __len__(self) -> int:
+        return len(self.hypotheses)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.stack[int(index), int(self.hypotheses[index])]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[index] for index in range(len(self)))
+
+
 class FlatMasks:
     """A :class:`MaskStack` (or an in-memory (S, M, H, W) array) seen as (S, M, H*W): ``flat[s]``
     (M, H*W), ``flat[s, m]`` (H*W,), ``shape``."""
