@@ -37,7 +37,7 @@ from stages.presets import get_preset
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIN_AREA = 0.001
 """Components smaller than this fraction of the photo are dropped (the erosion's crumbs)."""
-SESAM_CODE = "import sys; from sesam_cli.main import cli; cli(prog_name='sesam')"
+SESAM_CODE = "from sesam_cli.main import cli; cli(prog_name='sesam')"
 
 
 def write_photo(directory: str, size: tuple[int, int]) -> tuple[str, str]:
@@ -65,7 +65,8 @@ def run(code_root: str, args: list[str], stdin: str | None = None, stdout: str |
     env = {**os.environ, "PYTHONPATH": code_root}
     started = time.perf_counter()
     with open(stdin or os.devnull) as source, open(stdout or os.devnull, "w") as sink:
-        process = subprocess.Popen([sys.executable, "-c", SESAM_CODE, *args], stdin=source, stdout=sink, env=env)
+        # -P: the current directory must not shadow the code at code_root
+        process = subprocess.Popen([sys.executable, "-P", "-c", SESAM_CODE, *args], stdin=source, stdout=sink, env=env)
         _pid, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"sesam {' '.join(args)} failed (exit {os.waitstatus_to_exitcode(status)})")
