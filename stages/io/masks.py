@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import OrderedDict
 from typing import Any, Iterator, Mapping
 
 import h5py
@@ -25,6 +26,9 @@ from ..errors import SesamInputError
 from .artifacts import create_dataset, open_h5, read_h5, write_h5, writing_h5
 
 STAGE = "sam-predict"
+SET_CACHE_BYTES = 128 << 20
+"""How many bytes of recently read prompt sets a :class:`MaskStack` keeps (at least one set): all
+the sets of a CamVid or VOC photo (0.7 MB each), one of a 6000x4000 photo (96 MB)."""
 DATASETS = ("masks", "iou_predictions", "set_component", "set_class")
 """The datasets selection needs."""
 
@@ -65,9 +69,10 @@ class MaskStack:
     """The ``masks`` dataset of a ``masks`` artifact, bool (S, M, H, W), read a prompt set at a time.
 
     Indexing reads from the file on demand: ``stack[s]`` (M, H, W), ``stack[s, m]`` (H, W), or any
-    other h5py selection such as ``stack[s, :, y0:y1, x0:x1]``; the set read last is kept, so the
-    hypotheses of one set cost one read. ``stack.flat[s]`` / ``stack.flat[s, m]`` are the same with
-    the pixels raveled ((M, H*W) / (H*W,)). At most one set (M x H x W bytes) is in memory at once.
+    other h5py selection such as ``stack[s, :, y0:y1, x0:x1]``. The sets read last are kept, up to
+    ``SET_CACHE_BYTES`` (at least one set), so the hypotheses of one set cost one read and a small
+    photo's stack is read once. ``stack.flat[s]`` / ``stack.flat[s, m]`` are the same with the pixels
+    raveled ((M, H*W) / (H*W,)).
     """
 
     ndim = 4
@@ -76,25 +81,26 @@ class MaskStack:
     def __init__(self, path: str | os.PathLike, shape: tuple[int, int, int, int]):
         self.path = os.fspath(path)
         self.shape = shape
-        self.reads = 0
-        """How many times a part of the stack was read from the file (tests count them)."""
-        self._last: tuple[int, np.ndarray] | None = None
+        self._cached: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache_sets = max(1, SET_CACHE_BYTES // max(1, shape[1] * shape[2] * shape[3]))
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def _read(self, key: Any) -> np.ndarray:
-        self.reads += 1
         with h5py.File(self.path, "r") as h5:
             return h5["masks"][key]
 
     def set(self, index: int) -> np.ndarray:
         """Prompt set ``index``: bool (M, H, W)."""
         index = int(index)
-        if self._last is None or self._last[0] != index:
-            self._last = None  # drop the old set before the new one is read
-            self._last = (index, self._read(index))
-        return self._last[1]
+        if index in self._cached:
+            self._cached.move_to_end(index)
+            return self._cached[index]
+        while len(self._cached) >= self._cache_sets:  # make room before the read
+            self._cached.popitem(last=False)
+        planes = self._cached[index] = self._read(index)
+        return planes
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
