@@ -11,7 +11,8 @@ and ``select`` (strategies sesam and jiang) run as subprocesses, and each one's 
 With ``--before REF`` the same commands of the git revision REF (e.g. ``main``, extracted with
 ``git archive`` into the work directory) run too, on a photo with --before-sets prompt sets (the
 old code holds every set's masks at full resolution, 96 MB each: 100 sets would need ~10 GB), and
-the new code runs on that same photo side by side.
+the new code runs on that same photo side by side; whether both made the same masks files and
+pseudo-labels is printed.
 
 Usage: .venv/bin/python benchmarks/bench_memory.py [--work /tmp/bench_memory] [--sets 100]
        [--before main --before-sets 20] [--size 6000x4000]
@@ -111,6 +112,26 @@ def measure(label: str, tag: str, code_root: str, work: str, prompts: str) -> No
         print(f"{label:<28} {command:<14} peak RSS {rss:8.0f} MiB   {seconds:7.1f} s", flush=True)
 
 
+def same_outputs(work: str, before: str, after: str) -> str:
+    """Whether the runs tagged ``before`` and ``after`` made the same masks (every dataset, read a set
+    at a time) and the same pseudo-labels, in words."""
+    import h5py
+
+    differ = []
+    with h5py.File(os.path.join(work, f"masks-{before}", "photo.h5")) as old, \
+            h5py.File(os.path.join(work, f"masks-{after}", "photo.h5")) as new:
+        for name in old:
+            if old[name].shape != new[name].shape or not all(
+                    np.array_equal(old[name][index], new[name][index]) for index in range(len(old[name]))):
+                differ.append(name)
+    for strategy in ("sesam", "jiang"):
+        pseudo = [np.asarray(Image.open(os.path.join(work, f"pseudo-{tag}-{strategy}", "photo.png")))
+                  for tag in (before, after)]
+        if not np.array_equal(*pseudo):
+            differ.append(f"pseudo-label ({strategy})")
+    return "identical masks files and pseudo-labels" if not differ else "DIFFERENT: " + ", ".join(differ)
+
+
 def extract(ref: str, work: str) -> str:
     """The tree of git revision ``ref`` under ``work``; its path."""
     target = os.path.join(work, f"code-{ref.replace('/', '_')}")
@@ -135,6 +156,7 @@ def main() -> None:
         prompts, made = prompts_for(args.work, weak, photo, args.before_sets, size)
         measure(f"{args.before} ({made} sets)", f"before-{made}", extract(args.before, args.work), args.work, prompts)
         measure(f"this tree ({made} sets)", f"after-{made}", REPOSITORY, args.work, prompts)
+        print(f"{args.before} vs this tree: {same_outputs(args.work, f'before-{made}', f'after-{made}')}", flush=True)
     prompts, made = prompts_for(args.work, weak, photo, args.sets, size)
     measure(f"this tree ({made} sets)", f"after-{made}", REPOSITORY, args.work, prompts)
 
