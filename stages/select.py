@@ -516,7 +516,8 @@ def select_image(record: Record, preset: ClassPreset,
                  params: SelectParams = SelectParams()) -> tuple[Selection, dict[str, np.ndarray]]:
     """The pseudo-label of one record: ``params.strategy`` run on its 'masks' (sam-predict) and its
     'components' (decompose; sesam, jiang) or 'cam' (cam-merge). Returns the selection and the masks
-    datasets (:func:`read_masks`); SesamInputError names a missing key or a file that does not fit."""
+    datasets (:func:`~stages.io.masks.open_masks`: ``masks`` is a MaskStack, read a set at a time);
+    SesamInputError names a missing key or a file that does not fit."""
     require(record, "masks")
     masks = open_masks(record["masks"])
     background = background_class(preset)
