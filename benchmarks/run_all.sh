@@ -32,13 +32,14 @@ run "simulate and show per image" bench_simulate_show.py
 run "evaluate throughput" bench_evaluate.py
 run "Training speed and memory, with and without the teacher" bench_train.py
 run "The up-to-date check: cost per image of a rerun" bench_up_to_date.py
+run "Peak memory of sam-predict and select on a 24-megapixel photo" bench_memory.py --work "$OUT/memory"
 
 {
     echo "# sesam benchmark report"
     echo
     echo "Made by \`make bench\` on $(date -u +%Y-%m-%d) ($(nproc) cores, $(uname -m)); each section is a script's output verbatim."
     for script in bench_quality experiment_liver bench_decompose_prompts bench_sam bench_simulate_show \
-            bench_evaluate bench_train bench_up_to_date; do
+            bench_evaluate bench_train bench_up_to_date bench_memory; do
         echo
         echo "## benchmarks/$script.py"
         echo

@@ -110,7 +110,7 @@ def sam_predict(stream: PerImageStream, cache_dir, no_cache, multimask, iterativ
       sesam sam-predict --grid 32 -o work/auto data/JPEGImages
       sesam sam-predict --device cuda --batch-images 8 -o work/masks < work/prompts.jsonl > work/masks.jsonl
     """
-    from stages.sam import automatic_masks, predict_prompt_sets
+    from stages.sam import automatic_masks, write_prompt_set_masks
 
     if grid and iterative:
         raise click.UsageError("--iterative refines prompt sets; it does not apply to --grid")
@@ -137,13 +137,13 @@ def sam_predict(stream: PerImageStream, cache_dir, no_cache, multimask, iterativ
 
     def make(record: dict, out: str) -> None:
         _image, prompts, embedding = batches.get(record)
-        if grid:
-            arrays = automatic_masks(backend, embedding, grid, multimask, pred_iou_thresh, stability_thresh, nms_thresh)
-        else:
-            arrays = predict_prompt_sets(backend, embedding, prompts, multimask, iterative, record["prompts"])
         attrs = provenance(STAGE, params, record, backend.identity.as_dict())
         attrs.update(mode="auto" if grid else "prompts", multimask=multimask)
-        write_masks(out, arrays, attrs)
+        if grid:
+            write_masks(out, automatic_masks(backend, embedding, grid, multimask, pred_iou_thresh, stability_thresh,
+                                             nms_thresh), attrs)
+        else:
+            write_prompt_set_masks(out, backend, embedding, prompts, attrs, multimask, iterative, record["prompts"])
 
     stage = stream.stage(STAGE, "masks", ".h5", params)
     stage.run(batches.stream(records, batch_images, stage.will_make), make)

@@ -103,8 +103,10 @@ def overlay_regions(photo: np.ndarray, region_map: np.ndarray, alpha: float = 0.
     return overlay_index_map(photo, region_map, lut, empty=0, alpha=alpha)
 
 
-def overlay_masks(photo: np.ndarray, masks: np.ndarray, colours: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """Binary masks (S, H, W) in ``colours`` (S, 3) over ``photo``, each outlined. Where masks
+def overlay_masks(photo: np.ndarray, masks: Sequence[np.ndarray], colours: np.ndarray, alpha: float = 0.55,
+                  ) -> np.ndarray:
+    """Binary masks (S, H, W) in ``colours`` (S, 3) over ``photo``, each outlined (an array or any
+    sequence of (H, W) masks, e.g. a ``ChosenMasks`` that reads them one at a time). Where masks
     overlap, the smaller one is drawn on top; colours are never mixed, so every coloured pixel
     shows exactly one mask's class colour."""
     top = np.full(photo.shape[:2], -1, np.int64)

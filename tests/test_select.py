@@ -389,3 +389,80 @@ def test_cli_error_background_fill_without_background_class(sesam, click_record,
 def test_help_has_example(sesam):
     assert "Example:" in sesam("select", "--help").stdout
     assert "Example:" in sesam("evaluate", "--help").stdout
+
+
+# ---- large photos ---------------------------------------------------------------------------
+
+def many_sets_record(tmp_path, height: int = 600, width: int = 800, per_object: int = 10) -> dict:
+    """A record for a (height, width) label of six objects of three classes on background, with
+    ``per_object`` prompt sets per object (plus as many on the background), four nested-square
+    hypotheses each (part, object, object and surroundings, half the image), written set by set."""
+    from stages.io.masks import writing_masks
+
+    rng = np.random.default_rng(0)
+    weak = np.full((height, width), 255, np.uint8)
+    rows, cols = np.mgrid[:height, :width]
+    centres = [(height * (1 + i % 2) // 3, width * (1 + i) // 7) for i in range(6)]
+    for index, (y, x) in enumerate(centres):
+        weak[(abs(rows - y) < height // 10) & (abs(cols - x) < width // 20)] = 7 + index % 3
+    weak[: height // 20] = 0
+    components = decompose(weak)
+    image = tmp_path / "images" / "big.png"
+    image.parent.mkdir()
+    Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(image)
+    record = {"id": "big", "image": str(image)}
+    component_path = tmp_path / "components" / "big.h5"
+    write_components(component_path, components, provenance("decompose", {}, record))
+    record["components"] = str(component_path)
+    set_component = np.repeat(np.arange(1, components.count + 1, dtype=np.int32), per_object)
+    set_class = np.array([components.weak_label[components.component_map == k].max() for k in set_component], np.int32)
+    count = len(set_component)
+    iou = rng.uniform(0.5, 1, (count, 4)).astype(np.float32)
+    masks_path = tmp_path / "masks" / "big.h5"
+    attrs = {**provenance("sam-predict", {}, record), "mode": "prompts", "multimask": True}
+    with writing_masks(masks_path, count, 4, (height, width), attrs) as (writer, others):
+        for s, component in enumerate(set_component):
+            y, x = np.argwhere(components.component_map == component)[rng.integers(0, 100)]
+            reach = abs(rows - y) + abs(cols - x)
+            sides = np.array([0.02, 0.1, 0.2, 0.5]) * width * rng.uniform(0.8, 1.2)
+            writer.write(np.array([s]), np.stack([reach < side for side in sides])[None])
+        others.update(iou_predictions=iou, stability_scores=iou, set_component=set_component, set_class=set_class)
+    record["masks"] = str(masks_path)
+    return record
+
+
+@pytest.mark.parametrize("strategy", ["sesam", "jiang"])
+def test_select_reads_a_large_stack_a_set_at_a_time(tmp_path, monkeypatch, strategy):
+    """select_image never holds the whole (S, M, H, W) stack (70 sets x 4 x 600 x 800: 134 MB): with
+    the cache of sets read cut to 4 MiB (two sets here, as one of a 6000x4000 photo's by default),
+    the peak of numpy's allocations stays under a quarter of the stack, and the pseudo-label is
+    exactly the one the rules give on the stack in memory."""
+    import tracemalloc
+
+    from stages.io.components import read_components
+    from stages.io.masks import read_masks
+
+    monkeypatch.setattr("stages.io.masks.SET_CACHE_BYTES", 4 << 20)
+    record = many_sets_record(tmp_path)
+    params = SelectParams(strategy=strategy)
+    tracemalloc.start()
+    try:
+        selection, masks = select_image(record, VOC, params)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    stack_bytes = int(np.prod(masks["masks"].shape))
+    assert masks["masks"].shape[0] == 70
+    assert peak < stack_bytes / 4, f"peak {peak / 2**20:.0f} MiB for a stack of {stack_bytes / 2**20:.0f} MiB"
+    whole = read_masks(record["masks"])
+    components = read_components(record["components"])
+    if strategy == "sesam":
+        expected = select_sesam(whole["masks"], whole["iou_predictions"], whole["set_class"], whole["set_component"],
+                                components.weak_label, components.component_map, background_class=0)
+    else:
+        expected = select_fixed(whole["masks"], whole["iou_predictions"], whole["set_class"], components.weak_label,
+                                background_class=0)
+    np.testing.assert_array_equal(selection.label, expected.label)
+    np.testing.assert_array_equal(selection.confidence, expected.confidence)
+    np.testing.assert_array_equal(selection.hypothesis_class, expected.hypothesis_class)
+    assert len(np.unique(selection.label)) >= 4

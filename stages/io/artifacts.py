@@ -91,32 +91,47 @@ def provenance(stage: str, params: Mapping[str, Any], record: Mapping[str, Any] 
     return attrs
 
 
-def _chunks(array: np.ndarray) -> tuple[int, ...] | None:
+def _chunks(shape: tuple[int, ...]) -> tuple[int, ...] | None:
     """One chunk per 2-D plane (capped at 1024x1024) for arrays of two or more dimensions."""
-    if array.ndim < 2 or array.size == 0:
+    if len(shape) < 2 or 0 in shape:
         return None
-    lead = (1,) * (array.ndim - 2)
-    return lead + (min(array.shape[-2], 1024), min(array.shape[-1], 1024))
+    lead = (1,) * (len(shape) - 2)
+    return lead + (min(shape[-2], 1024), min(shape[-1], 1024))
 
 
-def write_h5(path: str | os.PathLike, datasets: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
-    """Atomically write ``datasets`` (name -> array; '/' makes groups) and root ``attrs`` to ``path``.
+def create_dataset(h5: h5py.Group, name: str, data: np.ndarray | None = None,
+                   shape: tuple[int, ...] | None = None, dtype: Any = None) -> h5py.Dataset:
+    """A dataset ``name`` in ``h5`` holding ``data``, or empty with ``shape`` and ``dtype`` to be filled
+    piece by piece (a mask stack written per prompt set). Arrays of two or more dimensions are
+    chunked per plane and gzip-compressed, so one plane reads back alone; booleans stay boolean."""
+    if data is not None:
+        data = np.asarray(data)
+        shape, dtype = data.shape, data.dtype
+    chunks = _chunks(tuple(shape))
+    if chunks is None:
+        return h5.create_dataset(name, shape=shape, dtype=dtype, data=data)
+    return h5.create_dataset(name, shape=shape, dtype=dtype, data=data, chunks=chunks, compression="gzip",
+                             compression_opts=4, shuffle=True)
 
-    Arrays of two or more dimensions are chunked per plane and gzip-compressed; booleans stay boolean.
-    """
+
+@contextlib.contextmanager
+def writing_h5(path: str | os.PathLike, attrs: Mapping[str, Any]) -> Iterator[h5py.File]:
+    """An HDF5 file open for writing at a temporary beside ``path``; when the block succeeds it gets
+    the root ``attrs`` and the ``complete`` flag and is renamed to ``path`` (nothing appears if it fails)."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h5:
-            for name, value in datasets.items():
-                array = np.asarray(value)
-                chunks = _chunks(array)
-                if chunks is None:
-                    h5.create_dataset(name, data=array)
-                else:
-                    h5.create_dataset(name, data=array, chunks=chunks, compression="gzip",
-                                      compression_opts=4, shuffle=True)
+            yield h5
             for key, value in attrs.items():
                 h5.attrs[key] = value
             h5.attrs[COMPLETE_ATTR] = True
+
+
+def write_h5(path: str | os.PathLike, datasets: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
+    """Atomically write ``datasets`` (name -> array; '/' makes groups) and root ``attrs`` to ``path``
+    (:func:`create_dataset` says how arrays are stored)."""
+    with writing_h5(path, attrs) as h5:
+        for name, value in datasets.items():
+            create_dataset(h5, name, value)
 
 
 @contextlib.contextmanager

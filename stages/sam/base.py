@@ -205,13 +205,15 @@ class SamBackend(abc.ABC):
         return low_res[np.arange(len(iou)), np.asarray(iou).argmax(1)]
 
     def _postprocess(self, low_res: Any, embedding: Embedding) -> tuple[Any, Any]:
-        """(B, M, 256, 256) logits -> (B, M, H, W) bool masks at image size and (B, M) stability scores."""
+        """(B, M, 256, 256) logits -> (B, M, H, W) bool masks at image size and (B, M) stability scores.
+        One hypothesis is upscaled at a time: its float32 logits take 4 bytes a pixel (96 MB at 6000x4000)."""
         masks = np.zeros((*low_res.shape[:2], *embedding.original_size), bool)
         stability = np.zeros(low_res.shape[:2], np.float32)
         for index, set_low_res in enumerate(low_res):
-            logits = self.upscale(set_low_res, embedding)
-            masks[index] = logits > 0
-            stability[index] = stability_scores(logits)
+            for hypothesis in range(len(set_low_res)):
+                logits = self.upscale(set_low_res[hypothesis: hypothesis + 1], embedding)
+                masks[index, hypothesis] = logits[0] > 0
+                stability[index, hypothesis] = stability_scores(logits)[0]
         return masks, stability
 
     def _to_numpy(self, array: Any) -> np.ndarray:

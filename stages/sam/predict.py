@@ -5,13 +5,15 @@ Prompt sets are ``stages.io.prompts.PromptSets`` (the ``prompts`` HDF5 of docs/F
 
 from __future__ import annotations
 
-from typing import Iterator
+import os
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from ..errors import SesamInputError
 from ..io.prompts import PromptSets
 from ..io.embeddings import Embedding
+from ..io.masks import writing_masks
 from .base import BOX_LABELS, PromptBatch, SamBackend
 
 
@@ -72,7 +74,8 @@ def _undecodable(batch: PromptBatch, index: int, exc: Exception, source: str | N
 def predict_prompt_sets(backend: SamBackend, embedding: Embedding, prompts: PromptSets,
                         multimask: bool = True, iterative: bool | None = None,
                         source: str | None = None) -> dict[str, np.ndarray]:
-    """Decode every prompt set against ``embedding``; the ``masks`` HDF5 datasets of docs/FORMATS.md.
+    """Decode every prompt set against ``embedding``; the ``masks`` HDF5 datasets of docs/FORMATS.md,
+    in memory (S x M x H x W bytes of masks: :func:`write_prompt_set_masks` for large photos).
 
     Returns ``masks`` bool (S, M, H, W), ``iou_predictions`` and ``stability_scores`` float32 (S, M),
     ``set_component`` and ``set_class`` int32 (S,), with M = 4 (``multimask``) or 1 (hypothesis 0).
@@ -82,14 +85,33 @@ def predict_prompt_sets(backend: SamBackend, embedding: Embedding, prompts: Prom
     decoded in batches (see ``decode_in_chunks``); one the backend cannot decode raises
     SesamInputError naming ``source`` (the prompts file) and the set.
     """
+    masks = np.zeros((prompts.count, 4 if multimask else 1, *embedding.original_size), bool)
+
+    def keep(chunk: np.ndarray, chunk_masks: np.ndarray) -> None:
+        masks[chunk] = chunk_masks
+
+    return {"masks": masks, **_decode_all(backend, embedding, prompts, multimask, iterative, source, keep)}
+
+
+def write_prompt_set_masks(path: str | os.PathLike, backend: SamBackend, embedding: Embedding, prompts: PromptSets,
+                           attrs: Mapping[str, Any], multimask: bool = True, iterative: bool | None = None,
+                           source: str | None = None) -> None:
+    """:func:`predict_prompt_sets` written to a ``masks`` artifact at ``path`` (root ``attrs``) as the
+    sets are decoded: memory holds one decoder chunk of masks, not the image's whole stack."""
+    size = embedding.original_size
+    with writing_masks(path, prompts.count, 4 if multimask else 1, size, attrs) as (writer, others):
+        others.update(_decode_all(backend, embedding, prompts, multimask, iterative, source, writer.write))
+
+
+def _decode_all(backend: SamBackend, embedding: Embedding, prompts: PromptSets, multimask: bool, iterative: bool | None,
+                source: str | None, store: Callable[[np.ndarray, np.ndarray], None]) -> dict[str, np.ndarray]:
+    """Decode every set, handing each chunk's (set indices, masks) to ``store``; the other datasets."""
     keep = _hypotheses(multimask)
-    hypotheses = 4 if multimask else 1
-    count = prompts.count
-    masks = np.zeros((count, hypotheses, *embedding.original_size), bool)
-    iou = np.zeros((count, hypotheses), np.float32)
-    stability = np.zeros((count, hypotheses), np.float32)
+    shape = (prompts.count, 4 if multimask else 1)
+    iou, stability = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
     for chunk, chunk_masks, chunk_iou, chunk_stability in decode_in_chunks(
             backend, embedding, prompt_batch(backend, prompts, embedding), keep, iterative, source):
-        masks[chunk], iou[chunk], stability[chunk] = chunk_masks, chunk_iou, chunk_stability
-    return {"masks": masks, "iou_predictions": iou, "stability_scores": stability,
+        store(chunk, chunk_masks)
+        iou[chunk], stability[chunk] = chunk_iou, chunk_stability
+    return {"iou_predictions": iou, "stability_scores": stability,
             "set_component": prompts.set_component.astype(np.int32), "set_class": prompts.set_class.astype(np.int32)}

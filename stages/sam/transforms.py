@@ -85,10 +85,20 @@ def upscale_logits(low_res_logits: np.ndarray, original_size: tuple[int, int], i
     logits = np.asarray(low_res_logits, np.float32)
     row_index, row_weight = upscale_taps(logits.shape[-2], input_size[0], original_size[0], long_side)
     col_index, col_weight = upscale_taps(logits.shape[-1], input_size[1], original_size[1], long_side)
-    rows = sum(row_weight[:, k, None] * logits[:, row_index[:, k], :] for k in range(row_index.shape[1]))
-    columns_first = np.ascontiguousarray(rows.transpose(0, 2, 1))
-    upscaled = sum(col_weight[:, k, None] * columns_first[:, col_index[:, k], :] for k in range(col_index.shape[1]))
-    return np.ascontiguousarray(upscaled.transpose(0, 2, 1))
+    columns_first = np.ascontiguousarray(_apply_taps(logits, row_index, row_weight).transpose(0, 2, 1))
+    return np.ascontiguousarray(_apply_taps(columns_first, col_index, col_weight).transpose(0, 2, 1))
+
+
+def _apply_taps(array: np.ndarray, index: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """(M, out, C) float32: the sum over k of ``weight[:, k]`` times the rows ``index[:, k]`` of
+    ``array`` (M, in, C), accumulated in place (two output-sized buffers, whatever the tap count)."""
+    total = np.zeros((array.shape[0], index.shape[0], array.shape[2]), np.float32)
+    term = np.empty_like(total)
+    for k in range(index.shape[1]):
+        np.take(array, index[:, k], axis=1, out=term, mode="clip")  # indices are in range; 'raise' would buffer
+        term *= weight[:, k, None]
+        total += term
+    return total
 
 
 def stability_scores(logits: np.ndarray, threshold: float = 0.0, offset: float = 1.0) -> np.ndarray:
