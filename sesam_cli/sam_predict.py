@@ -3,68 +3,22 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Iterator
 
 import click
 import numpy as np
 
 from stages.io.artifacts import provenance
 from stages.io.masks import STAGE, write_masks
-from stages.errors import SesamInputError
 from stages.io.images import IMAGE_SUFFIXES, read_image
 from stages.io.prompts import PromptSets, read_prompt_sets
 from stages.sam.auto import NMS_THRESH, PRED_IOU_THRESH, STABILITY_THRESH
-from stages.records import Record, prefetched, require
+from stages.records import require
+from stages.sam.cache import BatchInputs
 
 from .models import backend_from_options, cache_dir_option, embedding_cache, sam_backend_options
 from .options import PerImageStream, handle_errors, per_image_command
 
 log = logging.getLogger("sesam")
-
-
-class BatchInputs:
-    """The inputs of each record, read a batch ahead in a thread, and embedded a batch per encoder call.
-
-    ``read(record)`` -> (image, prompts) runs in the loader thread (a SesamInputError is kept and
-    raised when the record is made); ``embed(images)`` -> embeddings runs, for all images of the
-    current batch at once, when the first of them is made.
-    """
-
-    def __init__(self, read: Callable[[Record], tuple[np.ndarray, Any]],
-                 embed: Callable[[list[np.ndarray]], list[Any]]):
-        self.read = read
-        self.embed = embed
-        self.loaded: dict[str, Any] = {}
-        self.embeddings: dict[str, Any] | None = None
-
-    def _load(self, batch: list[Record]) -> dict[str, Any]:
-        loaded: dict[str, Any] = {}
-        for record in batch:
-            try:
-                loaded[record["id"]] = self.read(record)
-            except SesamInputError as exc:
-                loaded[record["id"]] = exc
-        return loaded
-
-    def stream(self, records: Iterable[Record], batch_images: int, wanted: Callable[[Record], bool]) -> Iterator[Record]:
-        """``records`` as they come, while their batch's inputs are read ahead."""
-        for record, loaded in prefetched(records, batch_images, wanted, self._load):
-            if loaded is not self.loaded:
-                self.loaded, self.embeddings = loaded, None
-            yield record
-
-    def get(self, record: Record) -> tuple[np.ndarray, Any, Any]:
-        """(image, prompts, embedding) of ``record``; raises its read error, if any."""
-        value = self.loaded[record["id"]] if record["id"] in self.loaded else self._load([record])[record["id"]]
-        if isinstance(value, SesamInputError):
-            raise value
-        image, prompts = value
-        if self.embeddings is None:
-            batch = {key: item[0] for key, item in self.loaded.items() if not isinstance(item, SesamInputError)}
-            self.embeddings = dict(zip(batch, self.embed(list(batch.values()))))
-        if record["id"] not in self.embeddings:
-            self.embeddings[record["id"]] = self.embed([image])[0]
-        return image, prompts, self.embeddings[record["id"]]
 
 
 @click.command("sam-predict")

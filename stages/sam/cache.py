@@ -6,7 +6,8 @@ sha256 of its decoded pixels (shape and RGB bytes), so re-saving a photo in anot
 same entry and an edited photo gets a new one. An entry that does not open, is unfinished, disagrees
 with the model, the image or the expected shape, or whose arrays no longer match their checksum (a
 damaged file, an entry of a sesam that stored none) is recomputed (and overwritten) with a warning,
-never trusted. :class:`EmbedStage` is ``sesam embed``'s per-image loop, whose artifact is an entry.
+never trusted. :class:`EmbedStage` is ``sesam embed``'s per-image loop, whose artifact is an entry;
+:class:`BatchInputs` reads ``sam-predict``'s inputs ahead and embeds them a batch per encoder call.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -24,10 +25,11 @@ from ..io.atomic import remove_stale_temporaries
 from ..io.embeddings import STAGE, Embedding, read_embedding, write_embedding
 from ..io.images import read_image
 from ..per_image import PerImageStage
-from ..records import require
+from ..records import Record, prefetched, require
 from .base import SamBackend
 
 log = logging.getLogger("sesam")
+
 
 def image_sha256(image: np.ndarray) -> str:
     """sha256 of an (H, W, 3) uint8 image's shape and pixel bytes."""
@@ -133,3 +135,48 @@ class EmbedStage(PerImageStage):
 
     def output_path(self, record: Mapping[str, Any]) -> str:
         return self.cache.path_for(self.backend, image_sha256(self.image(record)))
+
+
+class BatchInputs:
+    """The inputs of each record, read a batch ahead in a thread, and embedded a batch per encoder call.
+
+    ``read(record)`` -> (image, prompts) runs in the loader thread (a SesamInputError is kept and
+    raised when the record is made); ``embed(images)`` -> embeddings runs, for all images of the
+    current batch at once, when the first of them is made.
+    """
+
+    def __init__(self, read: Callable[[Record], tuple[np.ndarray, Any]],
+                 embed: Callable[[list[np.ndarray]], list[Any]]):
+        self.read = read
+        self.embed = embed
+        self.loaded: dict[str, Any] = {}
+        self.embeddings: dict[str, Any] | None = None
+
+    def _load(self, batch: list[Record]) -> dict[str, Any]:
+        loaded: dict[str, Any] = {}
+        for record in batch:
+            try:
+                loaded[record["id"]] = self.read(record)
+            except SesamInputError as exc:
+                loaded[record["id"]] = exc
+        return loaded
+
+    def stream(self, records: Iterable[Record], batch_images: int, wanted: Callable[[Record], bool]) -> Iterator[Record]:
+        """``records`` as they come, while their batch's inputs are read ahead."""
+        for record, loaded in prefetched(records, batch_images, wanted, self._load):
+            if loaded is not self.loaded:
+                self.loaded, self.embeddings = loaded, None
+            yield record
+
+    def get(self, record: Record) -> tuple[np.ndarray, Any, Any]:
+        """(image, prompts, embedding) of ``record``; raises its read error, if any."""
+        value = self.loaded[record["id"]] if record["id"] in self.loaded else self._load([record])[record["id"]]
+        if isinstance(value, SesamInputError):
+            raise value
+        image, prompts = value
+        if self.embeddings is None:
+            batch = {key: item[0] for key, item in self.loaded.items() if not isinstance(item, SesamInputError)}
+            self.embeddings = dict(zip(batch, self.embed(list(batch.values()))))
+        if record["id"] not in self.embeddings:
+            self.embeddings[record["id"]] = self.embed([image])[0]
+        return image, prompts, self.embeddings[record["id"]]
