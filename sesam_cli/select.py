@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import click
 
-from stages.io.artifacts import open_h5, provenance
-from stages.errors import SesamInputError
+from stages.io.artifacts import provenance
 from stages.io.coco import annotations, image_entry, write_coco
 from stages.io.images import write_confidence, write_label
 from stages.presets import ClassPreset
 from stages.records import Record
-from stages.io.masks import STAGE as MASKS_STAGE
-from stages.select import (STRATEGIES, UNCLAIMED, SelectParams, SesamParams, VoteParams, background_class, instances, select_image)
+from stages.io.masks import with_stored_record_keys
+from stages.select import (STRATEGIES, UNCLAIMED, SelectParams, SesamParams, VoteParams, background_class, instances,
+                           select_image)
 
 from .options import PerImageStream, classes_option, handle_errors, per_image_command
 
 STAGE = "select"
 DEFAULTS = SelectParams()
-
-
-def _with_upstream_keys(records: Iterable[Record]) -> Iterator[Record]:
-    """Records get the keys they lack from the record stored in their masks file's provenance (so
-    masks files alone are enough input); an unreadable file is reported when it is selected from."""
-    for rec in records:
-        stored: dict[str, Any] = {}
-        if rec.get("masks") and os.path.isfile(rec["masks"]):
-            try:
-                with open_h5(rec["masks"], MASKS_STAGE) as h5:
-                    stored = json.loads(h5.attrs.get("record", "{}"))
-            except SesamInputError:
-                stored = {}
-        yield {**rec, **{k: v for k, v in stored.items() if k not in rec}}
 
 
 def _fraction(name: str, default: float, text: str) -> Any:
@@ -134,7 +118,7 @@ def select(stream: PerImageStream, preset: ClassPreset, strategy: str, unclaimed
                               background_class(preset))
             entries.extend(annotations(found, number, len(entries) + 1))
 
-    stage.run(_with_upstream_keys(stream.records("masks", (".h5",))), make)
+    stage.run(with_stored_record_keys(stream.records("masks", (".h5",))), make)
     if instances_path:
         write_coco(instances_path, images, entries, preset,
                    {"description": "sesam select instance pseudo-labels", "sesam": provenance(STAGE, params)})

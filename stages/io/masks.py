@@ -15,9 +15,10 @@ it is written set by set (:class:`MasksWriter`) and read set by set (:func:`open
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections import OrderedDict
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import h5py
 import numpy as np
@@ -200,3 +201,18 @@ def open_masks(path: str | os.PathLike) -> dict[str, Any]:
         else:
             _check(path, datasets)
     return datasets
+
+
+def with_stored_record_keys(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Records get the keys they lack from the record stored in their masks file's provenance (so
+    masks files alone are enough input to ``select``); an unreadable file is left to be reported
+    when it is read."""
+    for record in records:
+        stored: dict[str, Any] = {}
+        if record.get("masks") and os.path.isfile(record["masks"]):
+            try:
+                with open_h5(record["masks"], STAGE) as h5:
+                    stored = json.loads(h5.attrs.get("record", "{}"))
+            except SesamInputError:
+                stored = {}
+        yield {**record, **{key: value for key, value in stored.items() if key not in record}}
