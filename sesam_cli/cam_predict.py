@@ -13,7 +13,9 @@ from stages.io.images import IMAGE_SUFFIXES
 from stages.presets import ClassPreset
 from stages.records import Record
 
-from .options import PerImageStream, classes_option, default_of, device_option, handle_errors, per_image_command
+from stages.per_image import PerImageStream
+
+from .options import classes_option, default_of, device_option, handle_errors, per_image_command
 
 log = logging.getLogger("sesam")
 

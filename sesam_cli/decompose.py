@@ -12,7 +12,9 @@ from stages.io.components import STAGE, write_components
 from stages.io.images import image_size
 from stages.records import require
 
-from .options import PerImageStream, classes_option, handle_errors, map_colours_option, per_image_command
+from stages.per_image import PerImageStream
+
+from .options import classes_option, handle_errors, map_colours_option, per_image_command
 
 log = logging.getLogger("sesam")
 

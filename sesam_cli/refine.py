@@ -15,7 +15,9 @@ from stages.train import WEIGHTS
 
 from .models import (backend_from_options, backend_option, cache_dir_option, embedding_cache, model_option,
                      model_type_option, sam_checkpoint_option)
-from .options import PerImageStream, classes_option, device_option, handle_errors, per_image_command
+from stages.per_image import PerImageStream
+
+from .options import classes_option, device_option, handle_errors, per_image_command
 from .training import run_trainer
 
 log = logging.getLogger("sesam")

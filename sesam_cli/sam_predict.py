@@ -16,7 +16,9 @@ from stages.records import require
 from stages.sam.cache import BatchInputs
 
 from .models import backend_from_options, cache_dir_option, embedding_cache, sam_backend_options
-from .options import PerImageStream, handle_errors, per_image_command
+from stages.per_image import PerImageStream
+
+from .options import handle_errors, per_image_command
 
 log = logging.getLogger("sesam")
 

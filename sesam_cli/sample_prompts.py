@@ -11,7 +11,9 @@ from stages.io.prompts import STAGE
 from stages.prompt_sampler import ALL_STRATEGIES, PromptSampler
 from stages.prompts import GROUPS, STRATEGY_DEFAULTS
 
-from .options import PerImageStream, default_of, handle_errors, per_image_command, seed_option
+from stages.per_image import PerImageStream
+
+from .options import default_of, handle_errors, per_image_command, seed_option
 
 log = logging.getLogger("sesam")
 

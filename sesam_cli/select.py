@@ -15,7 +15,9 @@ from stages.io.masks import with_stored_record_keys
 from stages.select import (STRATEGIES, UNCLAIMED, SelectParams, SesamParams, VoteParams, background_class, instances,
                            select_image)
 
-from .options import PerImageStream, classes_option, handle_errors, per_image_command
+from stages.per_image import PerImageStream
+
+from .options import classes_option, handle_errors, per_image_command
 
 STAGE = "select"
 DEFAULTS = SelectParams()

@@ -9,7 +9,9 @@ from stages.io.artifacts import provenance
 from stages.io.images import write_png
 from stages.show import HYPOTHESES, PAINTERS, render_record
 
-from .options import PerImageStream, classes_option, default_of, handle_errors, map_colours_option, per_image_command
+from stages.per_image import PerImageStream
+
+from .options import classes_option, default_of, handle_errors, map_colours_option, per_image_command
 
 
 def _parse_keys(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:

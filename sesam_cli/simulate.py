@@ -7,12 +7,13 @@ from typing import Iterable, Iterator
 
 import click
 
+from stages.per_image import PerImageStream
 from stages.records import Record, index_images
 from stages.simulate import SCRIBBLE_STYLES, simulate_weak
 from stages.weak_labels import ALL_KINDS, KIND_OPTIONS, WeakLabelSimulator, artifact_of
 
-from .options import (PerImageStream, classes_option, default_of, handle_errors, ids_option, map_colours_option,
-                      per_image_command, reduce_zero_label_option, seed_option)
+from .options import (classes_option, default_of, handle_errors, ids_option, map_colours_option, per_image_command,
+                      reduce_zero_label_option, seed_option)
 
 log = logging.getLogger("sesam")
 
