@@ -58,11 +58,12 @@ decode_batch_option = click.option(
 cache_dir_option = click.option(
     "--cache-dir", type=click.Path(file_okay=False), default=None,
     help="Embedding cache directory [default: $SESAM_HOME/embeddings].")
-sam_backend_options = compose(backend_option, model_option, sam_checkpoint_option, old_checkpoint_option,
-                              model_type_option, device_option, decode_batch_option)
-"""--backend, --model, --sam-checkpoint, --model-type, --device, --decode-batch: the arguments of
-``backend_from_options`` (for sam-predict and embed, where --checkpoint is a hidden old spelling of
---sam-checkpoint; elsewhere --checkpoint names a trained network)."""
+sam_model_options = compose(backend_option, model_option, sam_checkpoint_option, model_type_option, device_option)
+"""--backend, --model, --sam-checkpoint, --model-type, --device: which SAM runs where (refine)."""
+sam_backend_options = compose(sam_model_options, old_checkpoint_option, decode_batch_option)
+"""``sam_model_options`` and --decode-batch: the arguments of ``backend_from_options`` (for sam-predict and
+embed, where --checkpoint is a hidden old spelling of --sam-checkpoint; elsewhere --checkpoint names a trained
+network)."""
 
 
 def backend_from_options(backend: str, model: str | None, sam_checkpoint: str | None, model_type: str | None,
