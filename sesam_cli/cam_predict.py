@@ -10,10 +10,9 @@ import numpy as np
 from stages.cam_predict import PRESENT, CamPredictor, TagSource, with_checkpoint
 from stages.io.cams import STAGE
 from stages.io.images import IMAGE_SUFFIXES
+from stages.per_image import PerImageStream
 from stages.presets import ClassPreset
 from stages.records import Record
-
-from stages.per_image import PerImageStream
 
 from .options import classes_option, default_of, device_option, handle_errors, per_image_command
 

@@ -10,9 +10,8 @@ from stages.io.artifacts import provenance
 from stages.decompose import CONNECTIVITIES, DEFAULT_CONNECTIVITY, DEFAULT_MIN_AREA, decompose_file
 from stages.io.components import STAGE, write_components
 from stages.io.images import image_size
-from stages.records import require
-
 from stages.per_image import PerImageStream
+from stages.records import require
 
 from .options import classes_option, handle_errors, map_colours_option, per_image_command
 

@@ -7,9 +7,8 @@ from PIL import Image
 
 from stages.io.artifacts import provenance
 from stages.io.images import write_png
-from stages.show import HYPOTHESES, PAINTERS, render_record
-
 from stages.per_image import PerImageStream
+from stages.show import HYPOTHESES, PAINTERS, render_record
 
 from .options import classes_option, default_of, handle_errors, map_colours_option, per_image_command
 
