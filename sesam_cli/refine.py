@@ -10,7 +10,7 @@ from stages.records import Record
 from stages.refine import UNCLAIMED, ImageRefiner, Networks, RefineParams, refine_rounds, retrainer
 from stages.train import WEIGHTS
 
-from .models import backend_from_options, cache_dir_option, embedding_cache, sam_model_options
+from .models import backend_from_options, cache_dir_option, sam_model_options
 from .options import classes_option, handle_errors, per_image_command
 from .training import run_trainer
 
@@ -47,7 +47,7 @@ DEFAULTS = RefineParams()
               help="--rounds: data-loading processes of the retraining [the device's default, as train].")
 @handle_errors
 def refine(stream: PerImageStream, preset, checkpoint, weights, window, stride, predict_only, min_confidence,
-           min_area, spacing, max_points, unclaimed, backend, model, sam_checkpoint, model_type, device, cache_dir,
+           min_area, spacing, max_points, unclaimed, backend, model, sam_checkpoint, model_type, device, cache,
            rounds, workers) -> None:
     """Predict with a trained network; refine the predictions with SAM into new pseudo-labels.
 
@@ -79,8 +79,7 @@ def refine(stream: PerImageStream, preset, checkpoint, weights, window, stride, 
     networks = Networks(preset, weights, device)
     params = RefineParams(min_confidence, min_area, spacing, max_points, unclaimed=unclaimed)
     sam = None if predict_only else backend_from_options(backend, model, sam_checkpoint, model_type, device)
-    cache = None if predict_only else embedding_cache(cache_dir)
-    refiner = ImageRefiner(networks, params, sam, cache, window, stride)
+    refiner = ImageRefiner(networks, params, sam, None if predict_only else cache, window, stride)
 
     def retrain(records: list[Record], run_dir: str) -> str:
         trainer = retrainer(records, networks, records[0]["checkpoint"], run_dir, device, workers)

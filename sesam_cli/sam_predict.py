@@ -8,7 +8,7 @@ from stages.io.masks import STAGE
 from stages.per_image import PerImageStream
 from stages.sam.auto import NMS_THRESH, PRED_IOU_THRESH, STABILITY_THRESH
 
-from .models import backend_from_options, cache_dir_option, embedding_cache, sam_backend_options
+from .models import backend_from_options, cache_dir_option, sam_backend_options
 from .options import handle_errors, per_image_command
 
 
@@ -34,7 +34,7 @@ from .options import handle_errors, per_image_command
               help="Encode up to N uncached images per encoder call (e.g. 8 on a GPU); the next N images are "
                    "read in a background thread meanwhile.")
 @handle_errors
-def sam_predict(stream: PerImageStream, cache_dir, no_cache, multimask, iterative, grid, pred_iou_thresh,
+def sam_predict(stream: PerImageStream, cache, no_cache, multimask, iterative, grid, pred_iou_thresh,
                 stability_thresh, nms_thresh, batch_images, **backend_options) -> None:
     """Run SAM on each image's prompt sets: mask hypotheses with predicted IoU and stability.
 
@@ -59,7 +59,7 @@ def sam_predict(stream: PerImageStream, cache_dir, no_cache, multimask, iterativ
 
     if grid and iterative:
         raise click.UsageError("--iterative refines prompt sets; it does not apply to --grid")
-    predictor = MaskPredictor(backend_from_options(**backend_options), None if no_cache else embedding_cache(cache_dir),
+    predictor = MaskPredictor(backend_from_options(**backend_options), None if no_cache else cache,
                               multimask, iterative, grid, pred_iou_thresh, stability_thresh, nms_thresh)
     records = stream.records(*predictor.inputs())
     predictor.run(stream.stage(STAGE, "masks", ".h5", predictor.settings()), records, batch_images)
