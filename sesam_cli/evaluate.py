@@ -20,6 +20,7 @@ from .options import (classes_option, handle_errors, ids_option, inputs_argument
 
 log = logging.getLogger("sesam")
 
+
 @click.command()
 @inputs_argument
 @click.option("--key", "pred_key", default="pseudo", show_default=True, metavar="KEY",
