@@ -339,8 +339,8 @@ def refine_rounds(refiner: ImageRefiner, stream: PerImageStream, records: Iterab
                   checkpoint: str | None = None, retrain: Callable[[list[Record], str], str] | None = None) -> None:
     """Refine ``records`` in ``rounds`` passes under ``stream.output_dir`` (with several rounds, round R's
     files under its roundR/), logging each pass's ``RoundReport``; only the last pass's records are
-    emitted. Between two passes ``retrain(records, run_dir)`` trains a network on the pass's records in
-    run_dir (roundR/train) and returns its checkpoint, which the next pass predicts with."""
+    emitted. Between two passes ``retrain(records, run_dir)`` (needed when ``rounds`` > 1) trains a network
+    on the pass's records in run_dir (roundR/train) and returns its checkpoint, which the next pass uses."""
     current = records
     for number in range(1, rounds + 1):
         round_dir = stream.output_dir if rounds == 1 else os.path.join(stream.output_dir, f"round{number}")
