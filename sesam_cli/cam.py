@@ -15,7 +15,7 @@ import click
 
 from stages.cam_predict import CHECKPOINT_KEY, TagSource, tag_counts, tagged_images, training_records
 from stages.presets import ClassPreset
-from stages.records import emit
+from stages.records import emit_all
 from stages.train import recipe
 
 from .cam_predict import predict_command, tags_csv_option
@@ -24,6 +24,7 @@ from .training import (backbone_weights_option, checkpoint_options, optimizer_op
                        run_trainer, scale_range_option)
 
 log = logging.getLogger("sesam")
+
 
 @click.group()
 def cam() -> None:
@@ -100,8 +101,7 @@ def train_command(output_dir: str, records_file: str | None, tags_csv: str | Non
     result = run_trainer(trainer, resume, overwrite)
     log.info("cam train: %d images, %d iterations -> %s; tagged images per class: %s", len(images),
              result.iteration, result.checkpoint, tag_counts((i.tags for i in images), preset))
-    for record in records:
-        emit({**record, CHECKPOINT_KEY: result.checkpoint})
+    emit_all(records, {CHECKPOINT_KEY: result.checkpoint})
 
 
 cam.add_command(predict_command)

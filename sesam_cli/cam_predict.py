@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
-import numpy as np
 
 from stages.cam_predict import PRESENT, CamPredictor, TagSource, with_checkpoint
-from stages.io.cams import STAGE
 from stages.io.images import IMAGE_SUFFIXES
+from stages.per_image import PerImageStream
 from stages.presets import ClassPreset
-from stages.records import Record
 
-from .options import PerImageStream, classes_option, default_of, device_option, handle_errors, per_image_command
-
-log = logging.getLogger("sesam")
+from .options import classes_option, default_of, device_option, handle_errors, per_image_command
 
 
 def _parse_scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
@@ -87,13 +81,4 @@ def predict_command(stream: PerImageStream, preset: ClassPreset, checkpoint: str
     """
     predictor = CamPredictor(preset, TagSource(preset, tags_csv), device, present, score_threshold, scales, flip,
                              bg_threshold, checkpoint)
-    stage = stream.stage(STAGE, "cam_scores", ".h5", predictor.settings(),
-                         companions={"cam": (stream.output_dir, ".png")})
-
-    def make(record: Record, out: str) -> None:
-        predictor.predict(record, out, stage.companion_path(record, "cam"), stream.overwrite)
-
-    stage.run(with_checkpoint(stream.records("image", IMAGE_SUFFIXES), checkpoint), make)
-    if predictor.present_counts:
-        log.info("cam predict: %d image(s) computed, %.1f present classes on average", len(predictor.present_counts),
-                 float(np.mean(predictor.present_counts)))
+    predictor.run(stream, with_checkpoint(stream.records("image", IMAGE_SUFFIXES), checkpoint))

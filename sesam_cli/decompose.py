@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
-from stages.io.artifacts import provenance
-from stages.decompose import CONNECTIVITIES, DEFAULT_CONNECTIVITY, DEFAULT_MIN_AREA, decompose_file
-from stages.io.components import STAGE, write_components
-from stages.io.images import image_size
-from stages.records import require
+from stages.decompose import CONNECTIVITIES, DEFAULT_CONNECTIVITY, DEFAULT_MIN_AREA, RecordDecomposer
+from stages.io.components import STAGE
+from stages.per_image import PerImageStream
 
-from .options import PerImageStream, classes_option, handle_errors, map_colours_option, per_image_command
-
-log = logging.getLogger("sesam")
+from .options import classes_option, handle_errors, map_colours_option, per_image_command
 
 
 @click.command()
@@ -45,16 +39,5 @@ def decompose(stream: PerImageStream, preset, map_colours, connectivity, min_are
         | sesam decompose --connectivity 8 --min-area 4 -o work/components > work/components.jsonl
       sesam decompose --key cam --classes camvid -o work/cam-components < work/cam.jsonl > work/cam-components.jsonl
     """
-    params = {"classes": preset.name, "map_colours": map_colours, "connectivity": int(connectivity),
-              "min_area": min_area, "key": key}
-
-    def make(record: dict, out_path: str) -> None:
-        require(record, key)
-        expected = image_size(record["image"]) if record.get("image") else None
-        components = decompose_file(record[key], preset, int(connectivity), min_area, expected, map_colours)
-        if components.count == 0:
-            log.warning("%s: no labelled component (of %d px or more); passing on an empty component set",
-                        record[key], min_area)
-        write_components(out_path, components, provenance(STAGE, params, record))
-
-    stream.stage(STAGE, "components", ".h5", params).run(stream.records(key), make)
+    decomposer = RecordDecomposer(preset, int(connectivity), min_area, map_colours, key)
+    stream.stage(STAGE, "components", ".h5", decomposer.settings()).run(stream.records(key), decomposer.decompose_into)

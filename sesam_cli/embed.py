@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-import os
-
 import click
 
 from stages.io.images import IMAGE_SUFFIXES
 from stages.records import read_records
+from stages.sam.cache import EmbedStage
 
-from .models import backend_from_options, cache_dir_option, embedding_cache, sam_backend_options
+from .models import backend_from_options, cache_dir_option, sam_backend_options
 from .options import (compose, global_flag, handle_errors, images_option, inputs_argument, keep_going_option,
                       shard_option, strip_suffix_option)
-
-log = logging.getLogger("sesam")
 
 
 @click.command()
@@ -23,7 +19,7 @@ log = logging.getLogger("sesam")
 @cache_dir_option
 @click.option("--recompute", is_flag=True, help="Encode every image again, even when its cached embedding is valid.")
 @handle_errors
-def embed(inputs, images_dir, strip_suffixes, shard, keep_going, cache_dir, recompute, **backend_options) -> None:
+def embed(inputs, images_dir, strip_suffixes, shard, keep_going, cache, recompute, **backend_options) -> None:
     """Precompute SAM image embeddings into the cache.
 
     Reads records (each needs 'image') on stdin, or image files and directories as arguments. Each
@@ -37,12 +33,8 @@ def embed(inputs, images_dir, strip_suffixes, shard, keep_going, cache_dir, reco
       sesam embed data/JPEGImages > work/embedded.jsonl
       sesam embed --backend sam --sam-checkpoint sam_vit_h_4b8939.pth --device cuda data/JPEGImages
     """
-    from stages.sam.cache import EmbedStage
-
     backend = backend_from_options(**backend_options)
-    cache = embedding_cache(cache_dir)
     records = read_records(inputs, "image", images_dir, strip_suffixes, suffixes=IMAGE_SUFFIXES)
     stage = EmbedStage(cache, backend, params={}, overwrite=True, shard=shard, keep_going=keep_going,
                        verbose=global_flag("verbose"))
-    stage.run(records, lambda record, _path: cache.get_or_compute(backend, stage.image(record), recompute))
-    log.info("embed: %d encoded, %d reused from %s", cache.computed, cache.reused, os.path.abspath(cache.directory))
+    stage.embed_all(records, recompute)

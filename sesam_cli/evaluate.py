@@ -8,9 +8,8 @@ import time
 
 import click
 
-from stages.evaluate import (compare_reports, evaluation_pairs, format_comparison, format_report, load_report,
-                             per_image_csv, plot_comparison, plot_iou, report, score_pairs)
-from stages.io.atomic import write_text
+from stages.evaluate import (Evaluation, compare_reports, evaluation_pairs, format_comparison, format_report,
+                             load_report, plot_comparison)
 from stages.presets import ClassPreset
 from stages.progress import format_duration
 from stages.records import IdList, read_records
@@ -19,6 +18,7 @@ from .options import (classes_option, handle_errors, ids_option, inputs_argument
                       reduce_zero_label_option, strip_suffix_option)
 
 log = logging.getLogger("sesam")
+
 
 @click.command()
 @inputs_argument
@@ -78,17 +78,7 @@ def evaluate(inputs: tuple[str, ...], pred_key: str, gt_dir: str | None, gt_key:
     start = time.monotonic()
     records = read_records(inputs, pred_key, strip_suffixes=strip_suffixes, suffixes=(".png",), ids=ids)
     pairs = evaluation_pairs(records, pred_key, gt_key, gt_dir, tuple(strip_suffixes), ids, allow_missing)
-    scores, rows = score_pairs(pairs, preset, map_colours, reduce_zero_label)
-    rep = report(scores, preset.classes, len(pairs))
-    if json_path == "-":
-        click.echo(json.dumps(rep, indent=1))
-    else:
-        click.echo(format_report(rep))
-        if json_path:
-            write_text(json_path, json.dumps(rep, indent=1) + "\n")
-    if csv_path:
-        write_text(csv_path, per_image_csv(rows))
-    if plot_path:
-        plot_iou(plot_path, preset.classes, {"IoU": scores.iou.tolist()})
-    log.info("evaluate: %d image(s), mIoU %.1f%%, %.1f%% of the pixels labelled, in %s", len(pairs),
-             100 * scores.miou, 100 * scores.labelled_fraction, format_duration(time.monotonic() - start))
+    evaluation = Evaluation.of_pairs(pairs, preset, map_colours, reduce_zero_label)
+    click.echo(json.dumps(evaluation.report, indent=1) if json_path == "-" else format_report(evaluation.report))
+    evaluation.write(json_path, csv_path, plot_path)
+    log.info("evaluate: %s, in %s", evaluation.summary(), format_duration(time.monotonic() - start))

@@ -7,8 +7,6 @@ though SAM and training pull in onnxruntime and torch.
 from __future__ import annotations
 
 import importlib
-import logging
-import sys
 
 import click
 
@@ -64,7 +62,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
         | sesam sam-predict -o work/masks \\
         | sesam select -o work/pseudo > work/pseudo.jsonl
     """
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, stream=sys.stderr, format="sesam: %(levelname)s: %(message)s")
-    logging.getLogger("sesam").setLevel(level)
+    from stages.progress import configure_logging  # tqdm stays out of `sesam --help`
+
+    configure_logging(verbose, quiet)
     ctx.obj = {"verbose": verbose, "quiet": quiet}

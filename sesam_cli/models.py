@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import click
 
-from stages.sam.models import DEFAULT_MODEL, fetch_model, models_table
+from stages.sam.cache import EmbeddingCache
+from stages.sam.models import DEFAULT_MODEL, embeddings_dir, fetch_model, models_table
 from stages.sam.registry import BACKENDS
 
 from .options import compose, device_option, handle_errors
-
-log = logging.getLogger("sesam")
 
 backend_option = click.option(
     "--backend", default=BACKENDS[0], show_default=True, type=click.Choice(BACKENDS),
@@ -56,13 +54,16 @@ decode_batch_option = click.option(
     help="torch/sam/sam2 backends: prompt sets per decoder call [default: 8 on CPU, 64 on CUDA; fewer for "
          "large images].")
 cache_dir_option = click.option(
-    "--cache-dir", type=click.Path(file_okay=False), default=None,
+    "--cache-dir", "cache", type=click.Path(file_okay=False), default=None,
+    callback=lambda _ctx, _param, value: EmbeddingCache(value or embeddings_dir()),
     help="Embedding cache directory [default: $SESAM_HOME/embeddings].")
-sam_backend_options = compose(backend_option, model_option, sam_checkpoint_option, old_checkpoint_option,
-                              model_type_option, device_option, decode_batch_option)
-"""--backend, --model, --sam-checkpoint, --model-type, --device, --decode-batch: the arguments of
-``backend_from_options`` (for sam-predict and embed, where --checkpoint is a hidden old spelling of
---sam-checkpoint; elsewhere --checkpoint names a trained network)."""
+"""--cache-dir, handed to the command as ``cache``: the ``stages.sam.cache.EmbeddingCache`` there."""
+sam_model_options = compose(backend_option, model_option, sam_checkpoint_option, model_type_option, device_option)
+"""--backend, --model, --sam-checkpoint, --model-type, --device: which SAM runs where (refine)."""
+sam_backend_options = compose(sam_model_options, old_checkpoint_option, decode_batch_option)
+"""``sam_model_options`` and --decode-batch: the arguments of ``backend_from_options`` (for sam-predict and
+embed, where --checkpoint is a hidden old spelling of --sam-checkpoint; elsewhere --checkpoint names a trained
+network)."""
 
 
 def backend_from_options(backend: str, model: str | None, sam_checkpoint: str | None, model_type: str | None,
@@ -72,13 +73,6 @@ def backend_from_options(backend: str, model: str | None, sam_checkpoint: str | 
 
     return load_backend(backend, model=model, checkpoint=sam_checkpoint, model_type=model_type, device=device,
                         decode_batch_size=decode_batch)
-
-
-def embedding_cache(cache_dir: str | None):
-    """The embedding cache at ``cache_dir`` (default $SESAM_HOME/embeddings)."""
-    from stages.sam import EmbeddingCache, embeddings_dir
-
-    return EmbeddingCache(cache_dir or embeddings_dir())
 
 
 @click.group()
@@ -109,12 +103,7 @@ def fetch() -> None:
     Example:
       SESAM_HOME=/data/sesam sesam models fetch
     """
-    directory, fetched = fetch_model(DEFAULT_MODEL)
-    if fetched:
-        log.info("fetched %s (sha256 verified) into %s", DEFAULT_MODEL.name, directory)
-    else:
-        log.info("%s is already in %s (sha256 verified); nothing to do", DEFAULT_MODEL.name, directory)
-    click.echo(directory)
+    click.echo(fetch_model(DEFAULT_MODEL)[0])
 
 
 @models.command("list")

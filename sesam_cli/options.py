@@ -5,16 +5,15 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import click
 
 from stages.devices import DEVICE_NAMES, check_device
 from stages.errors import SesamInputError, SesamUsageError, StageFailed, StageInterrupted
-from stages.per_image import PerImageStage, failure_message
+from stages.per_image import PerImageStream, failure_message
 from stages.presets import get_preset
-from stages.records import IdList, Record, Shard, read_records
+from stages.records import IdList, Shard
 
 log = logging.getLogger("sesam")
 
@@ -41,10 +40,7 @@ def _store_void(ctx: click.Context, param: click.Parameter, value: tuple[int, ..
 
 
 def _parse_preset(ctx: click.Context, param: click.Parameter, value: str):
-    try:
-        preset = get_preset(value)
-    except SesamInputError as exc:
-        raise click.BadParameter(str(exc)) from None
+    preset = parsed_by(get_preset)(ctx, param, value)
     void = ctx.meta.get(VOID_KEY, ())
     try:
         return preset.with_void(void) if void else preset
@@ -110,39 +106,13 @@ per_image_options = compose(inputs_argument, images_option, strip_suffix_option,
                             overwrite_option, shard_option, keep_going_option)
 
 
-@dataclass(frozen=True)
-class PerImageStream:
-    """The seven options every per-image command shares, parsed: where its records come from
-    (INPUTS, --images, --strip-suffix) and how its per-image loop runs (-o, --overwrite, --shard,
-    --keep-going)."""
-
-    inputs: tuple[str, ...]
-    images_dir: str | None
-    strip_suffixes: tuple[str, ...]
-    output_dir: str
-    overwrite: bool
-    shard: Shard | None
-    keep_going: bool
-
-    def records(self, key: str, suffixes: tuple[str, ...] = (".png", ".json"),
-                ids: IdList | None = None) -> Iterable[Record]:
-        """The records: stdin, or the INPUTS files as records with ``key`` (see ``stages.records.read_records``)."""
-        return read_records(self.inputs, key, self.images_dir, self.strip_suffixes, suffixes, ids)
-
-    def stage(self, stage: str, key: str, suffix: str, params: dict[str, Any], output_dir: str | None = None,
-              overwrite: bool = False, **extra: Any) -> PerImageStage:
-        """The per-image loop writing record key ``key`` as ``-o/ID{suffix}`` (or under ``output_dir``);
-        ``overwrite`` redoes every image even without --overwrite; ``extra``: PerImageStage's companions, sink."""
-        return PerImageStage(stage, key, output_dir or self.output_dir, suffix, params, self.overwrite or overwrite,
-                             self.shard, self.keep_going, global_flag("verbose"), **extra)
-
-
 def per_image_command(func: Callable) -> Callable:
     """``per_image_options``, handed to the command as one ``stream: PerImageStream`` argument."""
     @functools.wraps(func)
     def wrapper(*args: Any, inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going,
                 **kwargs: Any) -> Any:
-        stream = PerImageStream(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going)
+        stream = PerImageStream(inputs, images_dir, strip_suffixes, output_dir, overwrite, shard, keep_going,
+                                global_flag("verbose"))
         return func(*args, stream=stream, **kwargs)
     return per_image_options(wrapper)
 

@@ -9,8 +9,9 @@ import time
 
 import click
 
+from stages.records import IdList, emit_all, paired_records
+
 from .options import handle_errors, ids_option, strip_suffix_option
-from stages.records import IdList, emit, paired_records
 
 log = logging.getLogger("sesam")
 
@@ -66,9 +67,6 @@ def records(images_dir: str, keys: list[tuple[str, str, str]], strip_suffixes: t
         | sesam simulate --kind scribbles --classes cityscapes -o work/weak > work/weak.jsonl
     """
     start = time.perf_counter()
-    written = 0
-    for record in paired_records(images_dir, keys, strip_suffixes, ids, allow_missing):
-        emit(record)
-        written += 1
+    written = emit_all(paired_records(images_dir, keys, strip_suffixes, ids, allow_missing))
     log.info("records: %d record(s) with keys %s in %.1f s", written,
              ", ".join(("image", *(name for name, _, _ in keys))), time.perf_counter() - start)

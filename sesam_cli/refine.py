@@ -2,46 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-import os
-from typing import Callable, Iterable
-
 import click
 
 from stages.io.images import IMAGE_SUFFIXES
-from stages.records import Record, emit
-from stages.refine import UNCLAIMED, ImageRefiner, Networks, RefineParams, RoundReport, retrainer
+from stages.per_image import PerImageStream
+from stages.records import Record
+from stages.refine import UNCLAIMED, ImageRefiner, Networks, RefineParams, refine_rounds, retrainer
 from stages.train import WEIGHTS
 
-from .models import (backend_from_options, backend_option, cache_dir_option, embedding_cache, model_option,
-                     model_type_option, sam_checkpoint_option)
-from .options import PerImageStream, classes_option, device_option, handle_errors, per_image_command
+from .models import backend_from_options, cache_dir_option, sam_model_options
+from .options import classes_option, handle_errors, per_image_command
 from .training import run_trainer
 
-log = logging.getLogger("sesam")
-
 DEFAULTS = RefineParams()
-
-
-def _refine_pass(refiner: ImageRefiner, stream: PerImageStream, records: Iterable[Record], output_dir: str,
-                 checkpoint: str | None, sink: Callable[[Record], None], report: RoundReport) -> None:
-    """One pass over ``records`` with ``checkpoint`` (None: each record's own): each output in its own
-    folder under ``output_dir``."""
-    stage_name, key, companions = refiner.artifact()
-    stage = stream.stage(stage_name, key, ".png", refiner.settings(), os.path.join(output_dir, key), sink=sink,
-                         companions={k: (os.path.join(output_dir, k), ".png") for k in companions})
-
-    def with_checkpoint(rec: Record) -> Record:
-        if checkpoint:
-            rec["checkpoint"] = checkpoint
-        if not rec.get("checkpoint"):
-            raise click.UsageError(f"record '{rec['id']}' names no checkpoint; pass --checkpoint FILE")
-        return rec
-
-    def make(rec: Record, out: str) -> None:
-        refiner.refine_into(rec, {key: out, **{k: stage.companion_path(rec, k) for k in companions}}, report)
-
-    stage.run((with_checkpoint(rec) for rec in records), make)
 
 
 @click.command(short_help="Predict with a trained network and refine its predictions with SAM.")
@@ -66,11 +39,7 @@ def _refine_pass(refiner: ImageRefiner, stream: PerImageStream, records: Iterabl
               help="Prompts per component.")
 @click.option("--unclaimed", type=click.Choice(UNCLAIMED), default=DEFAULTS.unclaimed, show_default=True,
               help="Pixels no SAM mask decides: 255, or the prediction's class.")
-@backend_option
-@model_option
-@sam_checkpoint_option
-@model_type_option
-@device_option
+@sam_model_options
 @cache_dir_option
 @click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Refine, retrain (with the checkpoint's own training settings) and refine again, N rounds.")
@@ -78,7 +47,7 @@ def _refine_pass(refiner: ImageRefiner, stream: PerImageStream, records: Iterabl
               help="--rounds: data-loading processes of the retraining [the device's default, as train].")
 @handle_errors
 def refine(stream: PerImageStream, preset, checkpoint, weights, window, stride, predict_only, min_confidence,
-           min_area, spacing, max_points, unclaimed, backend, model, sam_checkpoint, model_type, device, cache_dir,
+           min_area, spacing, max_points, unclaimed, backend, model, sam_checkpoint, model_type, device, cache,
            rounds, workers) -> None:
     """Predict with a trained network; refine the predictions with SAM into new pseudo-labels.
 
@@ -110,21 +79,10 @@ def refine(stream: PerImageStream, preset, checkpoint, weights, window, stride, 
     networks = Networks(preset, weights, device)
     params = RefineParams(min_confidence, min_area, spacing, max_points, unclaimed=unclaimed)
     sam = None if predict_only else backend_from_options(backend, model, sam_checkpoint, model_type, device)
-    cache = None if predict_only else embedding_cache(cache_dir)
-    refiner = ImageRefiner(networks, params, sam, cache, window, stride)
-    current = records
-    for number in range(1, rounds + 1):
-        round_dir = stream.output_dir if rounds == 1 else os.path.join(stream.output_dir, f"round{number}")
-        if number > 1:
-            trainer = retrainer(current, networks, current[0]["checkpoint"], os.path.join(round_dir, "train"),
-                                device, workers)
-            checkpoint = run_trainer(trainer, resume=True).checkpoint
-        finished: list[Record] = []
-        report = RoundReport(preset)
-        _refine_pass(refiner, stream, current, round_dir, checkpoint, emit if number == rounds else finished.append,
-                     report)
-        if report.images:
-            log.info("refine%s: %s", f" round {number}" if rounds > 1 else "", report.summary())
-        current = finished
-    if cache is not None:
-        log.info("refine: %d images encoded, %d embeddings reused from the cache", cache.computed, cache.reused)
+    refiner = ImageRefiner(networks, params, sam, None if predict_only else cache, window, stride)
+
+    def retrain(records: list[Record], run_dir: str) -> str:
+        trainer = retrainer(records, networks, records[0]["checkpoint"], run_dir, device, workers)
+        return run_trainer(trainer, resume=True).checkpoint
+
+    refine_rounds(refiner, stream, records, rounds, checkpoint, retrain)

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
-import numpy as np
 
-from stages.io.artifacts import provenance
-from stages.io.masks import STAGE, write_masks
-from stages.io.images import IMAGE_SUFFIXES, read_image
-from stages.io.prompts import PromptSets, read_prompt_sets
+from stages.io.masks import STAGE
+from stages.per_image import PerImageStream
 from stages.sam.auto import NMS_THRESH, PRED_IOU_THRESH, STABILITY_THRESH
-from stages.records import require
-from stages.sam.cache import BatchInputs
 
-from .models import backend_from_options, cache_dir_option, embedding_cache, sam_backend_options
-from .options import PerImageStream, handle_errors, per_image_command
-
-log = logging.getLogger("sesam")
+from .models import backend_from_options, cache_dir_option, sam_backend_options
+from .options import handle_errors, per_image_command
 
 
 @click.command("sam-predict")
@@ -43,7 +34,7 @@ log = logging.getLogger("sesam")
               help="Encode up to N uncached images per encoder call (e.g. 8 on a GPU); the next N images are "
                    "read in a background thread meanwhile.")
 @handle_errors
-def sam_predict(stream: PerImageStream, cache_dir, no_cache, multimask, iterative, grid, pred_iou_thresh,
+def sam_predict(stream: PerImageStream, cache, no_cache, multimask, iterative, grid, pred_iou_thresh,
                 stability_thresh, nms_thresh, batch_images, **backend_options) -> None:
     """Run SAM on each image's prompt sets: mask hypotheses with predicted IoU and stability.
 
@@ -64,42 +55,11 @@ def sam_predict(stream: PerImageStream, cache_dir, no_cache, multimask, iterativ
       sesam sam-predict --grid 32 -o work/auto data/JPEGImages
       sesam sam-predict --device cuda --batch-images 8 -o work/masks < work/prompts.jsonl > work/masks.jsonl
     """
-    from stages.sam import automatic_masks, write_prompt_set_masks
+    from stages.sam.mask_predictor import MaskPredictor
 
     if grid and iterative:
         raise click.UsageError("--iterative refines prompt sets; it does not apply to --grid")
-    backend = backend_from_options(**backend_options)
-    cache = None if no_cache else embedding_cache(cache_dir)
-    params = {"model": backend.identity.as_dict(), "multimask": multimask}
-    if grid:
-        params.update(grid=grid, pred_iou_thresh=pred_iou_thresh, stability_thresh=stability_thresh,
-                      nms_thresh=nms_thresh)
-        records = stream.records("image", IMAGE_SUFFIXES)
-        needed = ("image",)
-    else:
-        params.update(iterative="boxes" if iterative is None else iterative)
-        records = stream.records("prompts", (".h5",))
-        needed = ("image", "prompts")
-
-    def read_inputs(record: dict) -> tuple[np.ndarray, PromptSets | None]:
-        require(record, *needed)
-        image = read_image(record["image"])
-        return image, None if grid else read_prompt_sets(record["prompts"], image.shape[:2])
-
-    batches = BatchInputs(read_inputs, lambda images: backend.embed_many(images) if cache is None
-                          else cache.get_or_compute_many(backend, images))
-
-    def make(record: dict, out: str) -> None:
-        _image, prompts, embedding = batches.get(record)
-        attrs = provenance(STAGE, params, record, backend.identity.as_dict())
-        attrs.update(mode="auto" if grid else "prompts", multimask=multimask)
-        if grid:
-            write_masks(out, automatic_masks(backend, embedding, grid, multimask, pred_iou_thresh, stability_thresh,
-                                             nms_thresh), attrs)
-        else:
-            write_prompt_set_masks(out, backend, embedding, prompts, attrs, multimask, iterative, record["prompts"])
-
-    stage = stream.stage(STAGE, "masks", ".h5", params)
-    stage.run(batches.stream(records, batch_images, stage.will_make), make)
-    if cache is not None:
-        log.info("sam-predict: %d images encoded, %d embeddings reused from the cache", cache.computed, cache.reused)
+    predictor = MaskPredictor(backend_from_options(**backend_options), None if no_cache else cache,
+                              multimask, iterative, grid, pred_iou_thresh, stability_thresh, nms_thresh)
+    records = stream.records(*predictor.inputs())
+    predictor.run(stream.stage(STAGE, "masks", ".h5", predictor.settings()), records, batch_images)

@@ -8,10 +8,11 @@ import click
 
 from stages.cam import DEFAULT_MAX_PEAKS
 from stages.io.prompts import STAGE
+from stages.per_image import PerImageStream
 from stages.prompt_sampler import ALL_STRATEGIES, PromptSampler
 from stages.prompts import GROUPS, STRATEGY_DEFAULTS
 
-from .options import PerImageStream, default_of, handle_errors, per_image_command, seed_option
+from .options import default_of, handle_errors, per_image_command, seed_option
 
 log = logging.getLogger("sesam")
 

@@ -6,18 +6,15 @@ from typing import Any
 
 import click
 
-from stages.io.artifacts import provenance
-from stages.io.coco import annotations, image_entry, write_coco
-from stages.io.images import write_confidence, write_label
-from stages.presets import ClassPreset
-from stages.records import Record
 from stages.io.masks import with_stored_record_keys
-from stages.select import (STRATEGIES, UNCLAIMED, SelectParams, SesamParams, VoteParams, background_class, instances,
-                           select_image)
+from stages.per_image import PerImageStream
+from stages.presets import ClassPreset
+from stages.pseudo_labeller import STAGE, PseudoLabeller
+from stages.records import Record
+from stages.select import STRATEGIES, UNCLAIMED, SelectParams, SesamParams, VoteParams
 
-from .options import PerImageStream, classes_option, handle_errors, per_image_command
+from .options import classes_option, handle_errors, per_image_command
 
-STAGE = "select"
 DEFAULTS = SelectParams()
 
 
@@ -95,30 +92,18 @@ def select(stream: PerImageStream, preset: ClassPreset, strategy: str, unclaimed
         raise click.UsageError("--reference applies to --strategy sesam")
     if unclaimed == "background" and not preset.has_background:
         raise click.BadParameter(f"the '{preset.name}' preset has no background class", param_hint="--unclaimed")
-    options = SelectParams(
+    labeller = PseudoLabeller(preset, SelectParams(
         strategy, SesamParams(other_tolerance, other_limit, tie_margin, overlap_penalty,
                               box_min_inside=box_min_inside, box_min_cover=box_min_cover),
-        VoteParams(min_vote_share, size_exponent), hypothesis, cam_inside, cam_cover, unclaimed, reference)
-    params = options.as_dict(preset)
+        VoteParams(min_vote_share, size_exponent), hypothesis, cam_inside, cam_cover, unclaimed, reference),
+        collect_instances=bool(instances_path))
     companions = {"confidence": (confidence_dir, ".png")} if confidence_dir else {}
-    stage = stream.stage(STAGE, "pseudo", ".png", params, overwrite=bool(instances_path), companions=companions)
-    images: list[dict[str, Any]] = []
-    entries: list[dict[str, Any]] = []
+    stage = stream.stage(STAGE, "pseudo", ".png", labeller.settings(), overwrite=bool(instances_path),
+                         companions=companions)
 
     def make(rec: Record, out: str) -> None:
-        selection, masks = select_image(rec, preset, options)
-        meta = provenance(STAGE, params, rec)
-        if confidence_dir:
-            write_confidence(stage.companion_path(rec, "confidence"), selection.confidence, meta)
-        write_label(out, selection.label, preset, meta)
-        if instances_path:
-            number = len(images) + 1
-            images.append(image_entry(number, rec["id"], rec.get("image"), selection.label.shape))
-            found = instances(masks["masks"], masks["iou_predictions"], selection, masks["set_component"],
-                              background_class(preset))
-            entries.extend(annotations(found, number, len(entries) + 1))
+        labeller.label_into(rec, out, stage.companion_path(rec, "confidence") if confidence_dir else None)
 
     stage.run(with_stored_record_keys(stream.records("masks", (".h5",))), make)
     if instances_path:
-        write_coco(instances_path, images, entries, preset,
-                   {"description": "sesam select instance pseudo-labels", "sesam": provenance(STAGE, params)})
+        labeller.write_instances(instances_path)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import click
-from PIL import Image
 
-from stages.io.artifacts import provenance
-from stages.io.images import write_png
-from stages.show import HYPOTHESES, PAINTERS, render_record
+from stages.per_image import PerImageStream
+from stages.show import HYPOTHESES, PAINTERS, STAGE, PictureWriter, render_record
 
-from .options import PerImageStream, classes_option, default_of, handle_errors, map_colours_option, per_image_command
+from .options import classes_option, default_of, handle_errors, map_colours_option, per_image_command
 
 
 def _parse_keys(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
@@ -54,12 +52,6 @@ def show(stream: PerImageStream, keys, input_key, hypothesis, columns, panel_wid
         | sesam show -o work/pictures
       sesam show --images data/JPEGImages --as gt -o work/gt-pictures data/SegmentationClass
     """
-    params = {"keys": keys, "hypothesis": hypothesis, "columns": columns, "panel_width": panel_width,
-              "classes": preset.name, "map_colours": map_colours}
-
-    def make(record: dict, out_path: str) -> None:
-        picture = render_record(record, preset, keys, hypothesis, map_colours, columns, panel_width)
-        write_png(out_path, Image.fromarray(picture), provenance("show", params, record))
-
+    writer = PictureWriter(preset, keys, hypothesis, map_colours, columns, panel_width)
     records = stream.records(input_key, (".png", ".json", ".h5"))
-    stream.stage("show", "picture", ".png", params).run(records, make)
+    stream.stage(STAGE, "picture", ".png", writer.settings()).run(records, writer.write)

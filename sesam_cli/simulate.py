@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Iterable, Iterator
-
 import click
 
-from stages.records import Record, index_images
+from stages.per_image import PerImageStream
 from stages.simulate import SCRIBBLE_STYLES, simulate_weak
 from stages.weak_labels import ALL_KINDS, KIND_OPTIONS, WeakLabelSimulator, artifact_of
 
-from .options import (PerImageStream, classes_option, default_of, handle_errors, ids_option, map_colours_option,
-                      per_image_command, reduce_zero_label_option, seed_option)
-
-log = logging.getLogger("sesam")
+from .options import (classes_option, default_of, handle_errors, ids_option, map_colours_option, per_image_command,
+                      reduce_zero_label_option, seed_option)
 
 
 def _refuse_foreign_options(ctx: click.Context, kind: str) -> None:
@@ -25,14 +20,6 @@ def _refuse_foreign_options(ctx: click.Context, kind: str) -> None:
             if other != kind and given:
                 flag = "--" + name.replace("_", "-")
                 raise click.UsageError(f"{flag} applies to --kind {other}, not --kind {kind}")
-
-
-def _paired(records: Iterable[Record], key: str, paths: dict[str, str]) -> Iterator[Record]:
-    """Add ``key`` = the path in ``paths`` named by each record's id, where there is one."""
-    for record in records:
-        if record["id"] in paths:
-            record[key] = paths[record["id"]]
-        yield record
 
 
 @click.command()
@@ -98,13 +85,5 @@ def simulate(ctx: click.Context, stream: PerImageStream, ids, kind, instances_di
     _refuse_foreign_options(ctx, kind)
     simulator = WeakLabelSimulator(kind, preset, seed, options, min_area, map_colours, reduce_zero_label,
                                    instances_dir)
-    instance_maps = index_images(instances_dir, stream.strip_suffixes) if instances_dir else None
-    records = stream.records("gt", (".png",), ids)
-    if instance_maps is not None:
-        records = _paired(records, "gt_instances", instance_maps)
-    stage = stream.stage("simulate", *artifact_of(kind), simulator.settings())
-    try:
-        stage.run(records, simulator.simulate)
-    finally:
-        if simulator.summary():
-            log.info("simulate: %s", simulator.summary())
+    records = simulator.with_instance_maps(stream.records("gt", (".png",), ids), stream.strip_suffixes)
+    simulator.run(stream.stage("simulate", *artifact_of(kind), simulator.settings()), records)

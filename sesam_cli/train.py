@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import click
 
-from stages.records import emit
+from stages.records import emit_all
 from stages.train import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, recipe
 
 from .options import classes_option, device_option, handle_errors, seed_option, strip_suffix_option
-from .training import (backbone_weights_option, checkpoint_options, optimizer_options, run_directory_option,
-                       run_trainer, scale_range_option)
+from .training import (backbone_weights_option, checkpoint_options, optimizer_options, per_choice,
+                       run_directory_option, run_trainer, scale_range_option)
+
 
 def _per_device(field: str) -> str:
     """The device types' defaults of a setting, for help texts: ``[cpu: 8, cuda: 16]``."""
-    return "[" + ", ".join(f"{device}: {getattr(defaults, field)}" for device, defaults in
-                           recipe.DEVICE_DEFAULTS.items()) + "]"
+    return per_choice({device: getattr(defaults, field) for device, defaults in recipe.DEVICE_DEFAULTS.items()})
 
 
 @click.command(short_help="Train a segmentation network on weak labels and pseudo-labels.")
@@ -109,5 +109,4 @@ def train(output_dir: str, records_file: str | None, images_dir: str | None, wea
         raise click.UsageError(str(exc)) from None
     result = run_trainer(trainer, resume, overwrite)
     if trainer.distributed.is_main:
-        for rec in records:
-            emit({**rec, "checkpoint": result.checkpoint})
+        emit_all(records, {"checkpoint": result.checkpoint})

@@ -3,7 +3,7 @@ from a command (train, cam train, refine --rounds) with the exit status of a run
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import click
 
@@ -13,8 +13,8 @@ from stages.train.report import run_with_progress
 from .options import compose
 
 
-def per_optimizer(values: dict[str, float]) -> str:
-    """A default that depends on the optimizer, for help texts: ``[sgd: 0.01, adamw: 0.0001]``."""
+def per_choice(values: Mapping[str, Any]) -> str:
+    """Defaults that depend on a choice (the optimizer, the device), for help texts: ``[sgd: 0.01, adamw: 0.0001]``."""
     return "[" + ", ".join(f"{name}: {value}" for name, value in values.items()) + "]"
 
 
@@ -43,10 +43,10 @@ def optimizer_options(head: str) -> Callable[[Callable[..., Any]], Callable[...,
     --momentum, --poly-power."""
     options = [
         click.option("--optimizer", default=recipe.OPTIMIZER, show_default=True, type=click.Choice(recipe.OPTIMIZERS)),
-        click.option("--lr", type=float, help=f"Backbone learning rate {per_optimizer(recipe.LEARNING_RATE)}."),
+        click.option("--lr", type=float, help=f"Backbone learning rate {per_choice(recipe.LEARNING_RATE)}."),
         click.option("--head-lr-multiplier", default=recipe.HEAD_LR_MULTIPLIER, show_default=True,
                      help=f"{head} learning rate = lr × this."),
-        click.option("--weight-decay", type=float, help=per_optimizer(recipe.WEIGHT_DECAY)),
+        click.option("--weight-decay", type=float, help=per_choice(recipe.WEIGHT_DECAY)),
         click.option("--momentum", default=recipe.MOMENTUM, show_default=True, help="SGD momentum."),
         click.option("--poly-power", default=recipe.POLY_POWER, show_default=True,
                      help="lr × (1 - it/iterations)^power."),

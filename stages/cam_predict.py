@@ -10,6 +10,7 @@ threshold changed. The classifier (torch) is imported only when it is needed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
@@ -23,10 +24,13 @@ from .io.atomic import sha256_of_file
 from .io.cams import STAGE, ClassActivationMaps, read_cams, write_cams
 from .io.images import read_image, write_label
 from .io.tags import read_tags, read_tags_csv
+from .per_image import PerImageStream
 from .presets import ClassPreset
 from .records import Record, index_images, read_jsonl, read_records, require
 from .tags import class_outputs, tag_classes
 from .train import recipe
+
+log = logging.getLogger("sesam")
 
 PRESENT = ("tags", "predicted")
 """Which classes an image contains: its tags, or those the classifier predicts."""
@@ -195,3 +199,17 @@ class CamPredictor:
         write_label(label_path, cam_label(maps, background, self.bg_threshold), self.preset, meta)
         write_cams(out, maps, meta)
         self.present_counts.append(len(maps.cam_class))
+
+    def run(self, stream: PerImageStream, records: Iterable[Record]) -> None:
+        """Predict every record in a per-image stage of ``stream``: 'cam_scores' (ID.h5) and 'cam' (ID.png)
+        in its output directory; ends with a summary line."""
+        stage = stream.stage(STAGE, "cam_scores", ".h5", self.settings(),
+                             companions={"cam": (stream.output_dir, ".png")})
+
+        def make(record: Record, out: str) -> None:
+            self.predict(record, out, stage.companion_path(record, "cam"), stream.overwrite)
+
+        stage.run(records, make)
+        if self.present_counts:
+            log.info("cam predict: %d image(s) computed, %.1f present classes on average", len(self.present_counts),
+                     float(np.mean(self.present_counts)))

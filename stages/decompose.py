@@ -13,17 +13,23 @@ ids are 1-based, 0 in ``component_map`` means "no component".
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 from . import IGNORE_INDEX
 from .io.boxes import read_boxes
-from .io.components import Components
-from .io.images import read_label
+from .io.artifacts import provenance
+from .io.components import STAGE, Components, write_components
+from .io.images import image_size, read_label
 from .presets import ClassPreset
+from .records import Record, require
+
+log = logging.getLogger("sesam")
 
 CONNECTIVITIES = (4, 8)
 DEFAULT_CONNECTIVITY = 8
@@ -198,3 +204,29 @@ def decompose_file(path: str | os.PathLike, preset: ClassPreset, connectivity: i
     return decompose(label, connectivity, min_area)
 
 
+@dataclass
+class RecordDecomposer:
+    """``decompose_file`` on the label map of each record's ``key`` (a photo under 'image' must have its
+    size), written as a components HDF5 with provenance: the per-image work of ``sesam decompose``."""
+
+    preset: ClassPreset
+    connectivity: int = DEFAULT_CONNECTIVITY
+    min_area: int = DEFAULT_MIN_AREA
+    map_colours: bool = False
+    key: str = "weak"
+
+    def settings(self) -> dict[str, Any]:
+        """The settings a components file depends on (and so whether it is up to date)."""
+        return {"classes": self.preset.name, "map_colours": self.map_colours, "connectivity": self.connectivity,
+                "min_area": self.min_area, "key": self.key}
+
+    def decompose_into(self, record: Record, out_path: str) -> None:
+        """Write the components of ``record`` to ``out_path``; a label with none is written empty, with a warning."""
+        require(record, self.key)
+        expected = image_size(record["image"]) if record.get("image") else None
+        components = decompose_file(record[self.key], self.preset, self.connectivity, self.min_area, expected,
+                                    self.map_colours)
+        if components.count == 0:
+            log.warning("%s: no labelled component (of %d px or more); passing on an empty component set",
+                        record[self.key], self.min_area)
+        write_components(out_path, components, provenance(STAGE, self.settings(), record))

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import IGNORE_INDEX
 from .errors import SesamInputError
-from .io.atomic import atomic_path
+from .io.atomic import atomic_path, write_text
 from .io.images import check_same_size, read_label
 from .presets import ClassPreset
 from .progress import progress
@@ -320,3 +320,36 @@ def per_image_csv(rows: Iterable[Mapping[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+@dataclass
+class Evaluation:
+    """A dataset scored: its ``scores`` (counts summed over images), one CSV row per image (``CSV_COLUMNS``),
+    and its ``report`` (see ``report``) over the classes ``class_names``."""
+
+    scores: Scores
+    rows: list[dict[str, Any]]
+    report: dict[str, Any]
+    class_names: Sequence[str]
+
+    @classmethod
+    def of_pairs(cls, pairs: Sequence[tuple[str, str, str]], preset: ClassPreset, map_colours: bool = False,
+                 reduce_zero_label: bool = False) -> Evaluation:
+        """Score (id, prediction, ground truth) path triples (see ``score_pairs``)."""
+        scores, rows = score_pairs(pairs, preset, map_colours, reduce_zero_label)
+        return cls(scores, rows, report(scores, preset.classes, len(pairs)), preset.classes)
+
+    def write(self, json_path: str | None = None, csv_path: str | None = None, plot_path: str | None = None) -> None:
+        """Write the report as JSON to ``json_path`` (unless it is '-', stdout, which is the caller's), the
+        per-image rows as CSV to ``csv_path`` and a bar chart of per-class IoU to ``plot_path``, those given."""
+        if json_path and json_path != "-":
+            write_text(json_path, json.dumps(self.report, indent=1) + "\n")
+        if csv_path:
+            write_text(csv_path, per_image_csv(self.rows))
+        if plot_path:
+            plot_iou(plot_path, self.class_names, {"IoU": self.scores.iou.tolist()})
+
+    def summary(self) -> str:
+        """'N image(s), mIoU x%, y% of the pixels labelled'."""
+        return (f"{len(self.rows)} image(s), mIoU {100 * self.scores.miou:.1f}%, "
+                f"{100 * self.scores.labelled_fraction:.1f}% of the pixels labelled")

@@ -12,7 +12,7 @@ from .errors import SesamInputError, StageFailed, StageInterrupted
 from .io.artifacts import is_current
 from .io.atomic import remove_stale_temporaries
 from .progress import format_duration, progress
-from .records import Record, Shard, checked_id, emit
+from .records import IdList, Record, Shard, checked_id, emit, read_records
 
 log = logging.getLogger("sesam")
 
@@ -138,3 +138,31 @@ class PerImageStage:
             rec[self.key] = out
             rec.update(companions)
             self.sink(rec)
+
+
+@dataclass(frozen=True)
+class PerImageStream:
+    """What every per-image command is given: where its records come from (``inputs``, ``images_dir``,
+    ``strip_suffixes``) and how its per-image loop runs (``output_dir``, ``overwrite``, ``shard``,
+    ``keep_going``, ``verbose``)."""
+
+    inputs: tuple[str, ...]
+    images_dir: str | None
+    strip_suffixes: tuple[str, ...]
+    output_dir: str
+    overwrite: bool = False
+    shard: Shard | None = None
+    keep_going: bool = False
+    verbose: bool = False
+
+    def records(self, key: str, suffixes: tuple[str, ...] = (".png", ".json"),
+                ids: IdList | None = None) -> Iterable[Record]:
+        """The records: stdin, or the inputs as records with ``key`` (see ``stages.records.read_records``)."""
+        return read_records(self.inputs, key, self.images_dir, self.strip_suffixes, suffixes, ids)
+
+    def stage(self, stage: str, key: str, suffix: str, params: dict[str, Any], output_dir: str | None = None,
+              overwrite: bool = False, **extra: Any) -> PerImageStage:
+        """The per-image loop writing record key ``key`` as ``output_dir/ID{suffix}`` (default: this stream's);
+        ``overwrite`` redoes every image even without the stream's; ``extra``: PerImageStage's companions, sink."""
+        return PerImageStage(stage, key, output_dir or self.output_dir, suffix, params, self.overwrite or overwrite,
+                             self.shard, self.keep_going, self.verbose, **extra)

@@ -63,6 +63,14 @@ class LogProgress:
         """Nothing to tear down: the command's summary line follows."""
 
 
+def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Log lines 'sesam: LEVEL: message' on stderr: errors only when ``quiet`` (which also silences
+    ``progress``), debug from ``verbose`` 2 on, else info."""
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, stream=sys.stderr, format="sesam: %(levelname)s: %(message)s")
+    log.setLevel(level)
+
+
 def progress(iterable: Iterable[Any] | None, desc: str, total: int | None = None, unit: str = "img",
              initial: int = 0) -> tqdm | LogProgress:
     """Progress on stderr: a bar on a terminal, a log line every PROGRESS_INTERVAL seconds otherwise;

@@ -361,3 +361,11 @@ def emit(record: Mapping[str, Any]) -> None:
     out = sys.stdout
     out.write(json.dumps(record, sort_keys=False) + "\n")
     out.flush()
+
+
+def emit_all(records: Iterable[Mapping[str, Any]], added: Mapping[str, Any] | None = None) -> int:
+    """``emit`` every record, with the keys of ``added`` added to each; returns how many there were."""
+    count = 0
+    for count, record in enumerate(records, 1):
+        emit({**record, **(added or {})})
+    return count

@@ -13,22 +13,24 @@ their class, so refinement never overrules an annotator.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
 from . import IGNORE_INDEX
 from .decompose import decompose
 from .io.components import read_components
-from .errors import SesamInputError
+from .errors import SesamInputError, SesamUsageError
 from .evaluate import Scores, confusion_counts
 from .io.artifacts import provenance
 from .io.images import read_image, read_label, write_confidence, write_label
+from .per_image import PerImageStream
 from .presets import ClassPreset
 from .prompts import sample_prompts
 from .sam import predict_prompt_sets
-from .records import Record, require
+from .records import Record, emit, require
 from .io.embeddings import Embedding
 from .sam.base import SamBackend
 from .select import SesamParams, VoteParams, choose_sesam, kept_classes, merge_votes, overlay_weak
@@ -309,3 +311,48 @@ def retrainer(records: Iterable[Record], networks: Networks, checkpoint: str, ru
     config = TrainConfig(**{**settings, "scale_range": tuple(settings["scale_range"])})
     images = training_images(list(records), use_weak=config.lambda_weak > 0, use_pseudo=config.lambda_sam > 0)
     return Trainer(config, images, networks.preset, run_dir, device=device, workers=workers)
+
+
+def refine_pass(refiner: ImageRefiner, stream: PerImageStream, records: Iterable[Record], output_dir: str,
+                checkpoint: str | None = None, sink: Callable[[Record], None] = emit,
+                report: RoundReport | None = None) -> None:
+    """One pass of ``refiner`` over ``records`` with ``checkpoint`` (None: each record's own), each output
+    (see ``ImageRefiner.artifact``) in its own folder under ``output_dir``; finished records go to ``sink``."""
+    stage_name, key, companions = refiner.artifact()
+    stage = stream.stage(stage_name, key, ".png", refiner.settings(), os.path.join(output_dir, key), sink=sink,
+                         companions={k: (os.path.join(output_dir, k), ".png") for k in companions})
+
+    def with_checkpoint(rec: Record) -> Record:
+        if checkpoint:
+            rec["checkpoint"] = checkpoint
+        if not rec.get("checkpoint"):
+            raise SesamUsageError(f"record '{rec['id']}' names no checkpoint; pass --checkpoint FILE", bad_value=False)
+        return rec
+
+    def make(rec: Record, out: str) -> None:
+        refiner.refine_into(rec, {key: out, **{k: stage.companion_path(rec, k) for k in companions}}, report)
+
+    stage.run((with_checkpoint(rec) for rec in records), make)
+
+
+def refine_rounds(refiner: ImageRefiner, stream: PerImageStream, records: Iterable[Record], rounds: int = 1,
+                  checkpoint: str | None = None, retrain: Callable[[list[Record], str], str] | None = None) -> None:
+    """Refine ``records`` in ``rounds`` passes under ``stream.output_dir`` (with several rounds, round R's
+    files under its roundR/), logging each pass's ``RoundReport``; only the last pass's records are
+    emitted. Between two passes ``retrain(records, run_dir)`` (needed when ``rounds`` > 1) trains a network
+    on the pass's records in run_dir (roundR/train) and returns its checkpoint, which the next pass uses."""
+    current = records
+    for number in range(1, rounds + 1):
+        round_dir = stream.output_dir if rounds == 1 else os.path.join(stream.output_dir, f"round{number}")
+        if number > 1:
+            checkpoint = retrain(current, os.path.join(round_dir, "train"))
+        finished: list[Record] = []
+        report = RoundReport(refiner.networks.preset)
+        refine_pass(refiner, stream, current, round_dir, checkpoint, emit if number == rounds else finished.append,
+                    report)
+        if report.images:
+            log.info("refine%s: %s", f" round {number}" if rounds > 1 else "", report.summary())
+        current = finished
+    if refiner.cache is not None:
+        log.info("refine: %d images encoded, %d embeddings reused from the cache", refiner.cache.computed,
+                 refiner.cache.reused)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
+from PIL import Image
 
 from .errors import SesamInputError
-from .io.images import read_image, read_label, read_single_channel
+from .io.artifacts import provenance
+from .io.images import read_image, read_label, read_single_channel, write_png
 from .presets import ClassPreset
 from .records import Record, require
 from .render import (
@@ -25,6 +27,8 @@ from .render import (
 from .io.masks import ChosenMasks, open_masks
 
 log = logging.getLogger("sesam")
+
+STAGE = "show"
 
 HYPOTHESES = ("best", "0", "1", "2", "3", "all")
 
@@ -172,3 +176,27 @@ def render_record(record: Record, preset: ClassPreset, keys: tuple[str, ...] | N
     legend = [(drawing.preset.classes[c], tuple(int(v) for v in drawing.lut[c]))
               for c in present if c < drawing.preset.num_classes]
     return compose(panels, columns=columns, legend=legend, panel_width=panel_width)
+
+
+@dataclass
+class PictureWriter:
+    """``render_record`` with the same options for every record, its picture written as a PNG with
+    provenance: the per-image work of ``sesam show``."""
+
+    preset: ClassPreset
+    keys: tuple[str, ...] | None
+    hypothesis: str
+    map_colours: bool
+    columns: int
+    panel_width: int | None
+
+    def settings(self) -> dict[str, Any]:
+        """The settings a picture depends on (and so whether it is up to date)."""
+        return {"keys": self.keys, "hypothesis": self.hypothesis, "columns": self.columns,
+                "panel_width": self.panel_width, "classes": self.preset.name, "map_colours": self.map_colours}
+
+    def write(self, record: Record, out_path: str) -> None:
+        """Write the picture of ``record`` to ``out_path``."""
+        picture = render_record(record, self.preset, self.keys, self.hypothesis, self.map_colours, self.columns,
+                                self.panel_width)
+        write_png(out_path, Image.fromarray(picture), provenance(STAGE, self.settings(), record))

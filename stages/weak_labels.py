@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from . import IGNORE_INDEX
 from .errors import SesamInputError
@@ -19,7 +19,8 @@ from .io.boxes import Boxes, write_boxes
 from .io.images import image_size, read_instances, read_label, write_label
 from .io.tags import write_tags
 from .presets import ClassPreset
-from .records import Record, require
+from .per_image import PerImageStage
+from .records import Record, index_images, require
 from .simulate import DEFAULT_MIN_AREA, KINDS, image_rng, label_regions, labelled_fraction, simulate_weak
 from .tags import DEFAULT_MIN_AREA as TAGS_MIN_AREA, tags_from_label
 
@@ -103,6 +104,23 @@ class WeakLabelSimulator:
             write_label(out_path, weak, self.preset, meta)
         self.fractions.append(fraction)
         log.debug("%s: %d regions, %.3g%% of the pixels labelled", record["id"], len(regions), 100 * fraction)
+
+    def with_instance_maps(self, records: Iterable[Record], strip_suffixes: Iterable[str] = ()) -> Iterator[Record]:
+        """``records``, each given 'gt_instances': the instance map under ``instances_dir`` with its id, where
+        there is one (``simulate`` names a record left without)."""
+        maps = index_images(self.instances_dir, strip_suffixes) if self.instances_dir is not None else {}
+        for record in records:
+            if record["id"] in maps:
+                record["gt_instances"] = maps[record["id"]]
+            yield record
+
+    def run(self, stage: PerImageStage, records: Iterable[Record]) -> None:
+        """Simulate every record's weak label in ``stage``; log the ``summary``, also when the stage fails."""
+        try:
+            stage.run(records, self.simulate)
+        finally:
+            if self.summary():
+                log.info("simulate: %s", self.summary())
 
     def summary(self) -> str | None:
         """A line on what was made: the average number of tags or labelled fraction; None if nothing."""

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from stages.errors import SesamInputError
-from stages.evaluate import CSV_COLUMNS, Scores, confusion_counts, evaluation_pairs, per_image_csv, score_pairs
+from stages.evaluate import (CSV_COLUMNS, Evaluation, Scores, confusion_counts, evaluation_pairs, per_image_csv,
+                             score_pairs)
 from stages.io.images import write_label
 from stages.presets import get_preset, load_classes_file
 
@@ -246,3 +247,24 @@ def test_scoring_a_dataset_is_two_calls_from_python(tmp_path):
     assert per_image_csv(rows).splitlines()[0] == ",".join(CSV_COLUMNS)
     with pytest.raises(SesamInputError, match="no label maps to evaluate"):
         evaluation_pairs([], "pseudo")
+
+
+def test_an_evaluation_writes_the_outputs_asked_for_and_sums_itself_up(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    voc = get_preset("voc")
+    gt = np.zeros((4, 4), np.uint8)
+    gt[:, 2:] = 1
+    pred = gt.copy()
+    pred[:2, 0] = 1
+    write_label(tmp_path / "gt.png", gt, voc)
+    write_label(tmp_path / "pred.png", pred, voc)
+    evaluation = Evaluation.of_pairs([("a", str(tmp_path / "pred.png"), str(tmp_path / "gt.png"))], voc)
+    evaluation.write(json_path=str(tmp_path / "r.json"), csv_path=str(tmp_path / "r.csv"))
+    with open(tmp_path / "r.json") as f:
+        assert json.load(f) == evaluation.report
+    with open(tmp_path / "r.csv") as f:
+        assert [row["id"] for row in csv.DictReader(f)] == ["a"]
+    evaluation.write(json_path="-")
+    assert sorted(os.listdir(tmp_path)) == ["gt.png", "pred.png", "r.csv", "r.json"], "'-' is the caller's stdout"
+    miou = 100 * (6 / 8 + 8 / 10) / 2
+    assert evaluation.summary() == f"1 image(s), mIoU {miou:.1f}%, 100.0% of the pixels labelled"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -10,6 +11,7 @@ from PIL import Image
 
 from stages.io.images import read_instances, read_label
 from stages.presets import get_preset
+from stages.records import emit_all
 from stages.simulate import label_regions
 
 from layouts import example_scenes, write_cityscapes, write_voc
@@ -97,3 +99,12 @@ def test_cityscapes_records_pick_files_by_suffix_and_read_16_bit_instance_ids(se
 def test_records_without_keys_lists_every_photo(sesam, voc_layout):
     records = sesam.records(sesam("records", "--images", f"{voc_layout}/JPEGImages"))
     assert {r["id"] for r in records} == {os.path.splitext(f)[0] for f in os.listdir(f"{voc_layout}/JPEGImages")}
+
+
+def test_emit_all_writes_every_record_with_the_added_keys_and_counts_them(capsys):
+    records = [{"id": "a"}, {"id": "b", "image": "b.png"}]
+    assert emit_all(records, {"checkpoint": "last.pt"}) == 2
+    written = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert written == [{"id": "a", "checkpoint": "last.pt"}, {"id": "b", "image": "b.png", "checkpoint": "last.pt"}]
+    assert records[0] == {"id": "a"}, "the records given are left as they were"
+    assert emit_all([]) == 0 and capsys.readouterr().out == ""

@@ -136,6 +136,13 @@ class EmbedStage(PerImageStage):
     def output_path(self, record: Mapping[str, Any]) -> str:
         return self.cache.path_for(self.backend, image_sha256(self.image(record)))
 
+    def embed_all(self, records: Iterable[Record], recompute: bool = False) -> None:
+        """Put the embedding of every record's 'image' in the cache (``recompute``: encode it again even
+        when its entry is valid), adding the key 'embedding'; ends with a summary line."""
+        self.run(records, lambda record, _path: self.cache.get_or_compute(self.backend, self.image(record), recompute))
+        log.info("embed: %d encoded, %d reused from %s", self.cache.computed, self.cache.reused,
+                 os.path.abspath(self.cache.directory))
+
 
 class BatchInputs:
     """The inputs of each record, read a batch ahead in a thread, and embedded a batch per encoder call.

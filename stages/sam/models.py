@@ -160,13 +160,15 @@ def _unpack_verified(spec: OnnxModelSpec, tarball: str, destination: str) -> Non
 
 
 def fetch_model(spec: OnnxModelSpec = DEFAULT_MODEL, home: str | None = None) -> tuple[str, bool]:
-    """Install ``spec`` under ``$SESAM_HOME/models/<name>``; returns (directory, whether it was fetched).
+    """Install ``spec`` under ``$SESAM_HOME/models/<name>``; returns (directory, whether it was fetched) and
+    logs which.
 
     Idempotent: a present and verified model is left alone. Atomic: the files are unpacked and
     verified in a temporary directory beside the target, which is then renamed into place.
     """
     target = os.path.join(models_dir(home), spec.name)
     if os.path.isdir(target) and not model_problems(spec, target):
+        log.info("%s is already in %s (sha256 verified); nothing to do", spec.name, target)
         return target, False
     os.makedirs(models_dir(home), exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{spec.name}.", dir=models_dir(home)) as staging:
@@ -177,6 +179,7 @@ def fetch_model(spec: OnnxModelSpec = DEFAULT_MODEL, home: str | None = None) ->
             stale = os.path.join(staging, "stale")
             os.replace(target, stale)
         os.replace(unpacked, target)
+    log.info("fetched %s (sha256 verified) into %s", spec.name, target)
     return target, True
 
 
