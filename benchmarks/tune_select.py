@@ -4,7 +4,8 @@ On the tuning subset of benchmarks/bench_quality.py (``--split train``: every 8t
 46 photos), with the same weak labels, prompts and SAM masks (the ``--masks-cache`` of
 bench_quality.py makes a rerun take minutes), each row changes one setting of the defaults and
 prints the pseudo-label mIoU (unlabelled pixels wrong) per weak-label kind, next to Jiang & Yang's
-recipe for scale; the last rows change which prompt sets SAM decodes with iterative input. ``--background-proxy`` scores the ``--unclaimed`` rules on a stand-in for presets
+recipe for scale; the last rows change which prompt sets SAM decodes with iterative input.
+``--background-proxy`` scores the ``--unclaimed`` rules on a stand-in for presets
 with a background class: CamVid's stuff classes (sky, building, road, sidewalk, tree, fence) merged
 into one background class, its things (pole, sign, car, pedestrian, bicyclist) kept; the same weak
 labels and masks, classes mapped.

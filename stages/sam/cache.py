@@ -168,7 +168,8 @@ class BatchInputs:
                 loaded[record["id"]] = exc
         return loaded
 
-    def stream(self, records: Iterable[Record], batch_images: int, wanted: Callable[[Record], bool]) -> Iterator[Record]:
+    def stream(self, records: Iterable[Record], batch_images: int,
+               wanted: Callable[[Record], bool]) -> Iterator[Record]:
         """``records`` as they come, while their batch's inputs are read ahead."""
         for record, loaded in prefetched(records, batch_images, wanted, self._load):
             if loaded is not self.loaded:
