@@ -102,9 +102,12 @@ class Recipe:
     max_points: int | None = None
 
     def prompts(self, components: Components):
+        """The prompt sets for ``components``; a boxes source gets ``--strategy box`` with its defaults
+        (the box alone), whatever the recipe's negatives (except the naive centroid)."""
         strategy = "box" if components.source == "boxes" and self.strategy != "centroid" else self.strategy
+        negatives = None if strategy == "box" else self.negatives
         options = {k: v for k, v in (("spacing", self.spacing), ("max_points", self.max_points)) if v is not None}
-        return sample_prompts(components, strategy, negatives=self.negatives, group=self.group,
+        return sample_prompts(components, strategy, negatives=negatives, group=self.group,
                               rng=np.random.default_rng(0), **options)
 
 

@@ -58,8 +58,8 @@ def sample_prompts(stream: PerImageStream, strategy, spacing, max_points, fracti
     (docs/FORMATS.md), adding the key 'prompts' to each record. Points are (x, y) pixels inside
     their component; negatives are the positive points the strategy placed in other classes'
     components (for box: each component's pixel nearest its centroid), nearest first. By default
-    (SeSAM) every skeleton point is a prompt set of its own with the 5 nearest other-class points as
-    negatives. The fraction sample depends only on --seed and the image id, so shards and reruns agree.
+    (SeSAM) every skeleton point is a prompt set of its own with the nearest other-class point as a
+    negative. The fraction sample depends only on --seed and the image id, so shards and reruns agree.
 
     With --strategy cam-peaks (WeakSAM) the points are the peaks of each present class's CAM
     ('cam_scores' of `sesam cam predict`) that lie in a component of their class in the CAM

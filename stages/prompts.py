@@ -20,7 +20,7 @@ inclusive. With ``group="component"`` a component's points form one prompt set; 
 to its box), drawn from the positive points the strategy placed in other classes' components (for
 ``box``, each component's centroid-nearest pixel). Each strategy has its own defaults for
 ``group``, ``max_points`` and ``negatives`` (:data:`STRATEGY_DEFAULTS`): SeSAM's skeleton prompts
-each point alone with the 5 nearest other-class points as negatives. The result,
+each point alone with the nearest other-class point as a negative. The result,
 :class:`~stages.io.prompts.PromptSets`, is the ``prompts`` HDF5 artifact (stage ``sample-prompts``).
 """
 
@@ -53,13 +53,14 @@ class StrategyDefaults:
 
 
 STRATEGY_DEFAULTS = {
-    "skeleton": StrategyDefaults("point", 8, 5),
+    "skeleton": StrategyDefaults("point", 8, 1),
     "fraction": StrategyDefaults("component", 20, 0),
     "centroid": StrategyDefaults("component", None, 0),
-    "box": StrategyDefaults("component", None, 5),
+    "box": StrategyDefaults("component", None, 0),
 }
-"""Per strategy. ``skeleton``: each point alone, up to 8 per component, with 5 negatives (chosen on
-CamVid train, docs/SELECT.md). ``fraction``: capped at 20 points per set, SAM's decoder gets no
+"""Per strategy. ``skeleton``: each point alone, up to 8 per component, with the nearest other-class
+point as its negative; ``box``: the box alone (both chosen on CamVid train, docs/SELECT.md: more
+negatives made every kind worse). ``fraction``: capped at 20 points per set, SAM's decoder gets no
 better beyond a few dozen points and a coarse mask's 20% can be tens of thousands."""
 MIN_SKELETON_PIXELS = 3
 """A skeleton with fewer pixels is "tiny": its component gets its deepest pixel instead."""

@@ -84,12 +84,12 @@ def test_skeleton_points_are_spread_by_spacing_and_capped():
     assert points_per_component(default, components.count).max() == 8, "8 points per component by default"
 
 
-def test_skeleton_defaults_prompt_each_point_alone_with_five_negatives():
+def test_skeleton_defaults_prompt_each_point_alone_with_one_negative():
     components = decompose(shapes_label())
     prompts = sample_prompts(components, "skeleton")
     assert prompts.count == int((prompts.point_labels == 1).sum()) > components.count
     for index in range(prompts.count):
-        assert sorted(prompts.set_points(index)[1].tolist()) == [0] * 5 + [1]
+        assert sorted(prompts.set_points(index)[1].tolist()) == [0, 1]
     assert np.bincount(sample_prompts(components, "fraction").point_labels, minlength=2)[0] == 0, "no negatives"
 
 
@@ -123,7 +123,8 @@ def test_box_strategy_gives_the_component_box_and_no_points():
     assert np.array_equal(prompts.set_box, components.component_box) and len(prompts.points) == 0
     boxes = decompose_boxes(np.array([[0, 0, 50, 40], [10, 10, 20, 20]]), np.array([1, 2]), (60, 80))
     assert np.array_equal(sample_prompts(boxes, "box").set_box, boxes.component_box)
-    assert (sample_prompts(components, "box").point_labels == 0).all(), "negatives only, by default"
+    assert len(sample_prompts(components, "box").points) == 0, "the box alone, by default"
+    assert (sample_prompts(components, "box", negatives=2).point_labels == 0).all(), "negatives only"
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -205,7 +206,7 @@ def test_sample_prompts_command_on_stdin(sesam, voc_components, tmp_path):
                                            "spacing": 30.0, "max_points": 8}
     defaults = sesam("sample-prompts", "-o", tmp_path / "defaults", input=sesam.lines([voc_components]))
     _, attrs = read_h5(sesam.records(defaults)[0]["prompts"])
-    assert json.loads(attrs["params"]) == {"strategy": "skeleton", "negatives": 5, "group": "point",
+    assert json.loads(attrs["params"]) == {"strategy": "skeleton", "negatives": 1, "group": "point",
                                            "spacing": 30.0, "max_points": 8}
     capped = sesam("sample-prompts", "--strategy", "fraction", "-o", tmp_path / "fraction",
                    input=sesam.lines([voc_components]))
