@@ -98,14 +98,15 @@ class Recipe:
     group: str | None = None
     negatives: int | None = None
     iterative: bool | None = None
+    box_negatives: int | None = None
     spacing: float | None = None
     max_points: int | None = None
 
     def prompts(self, components: Components):
-        """The prompt sets for ``components``; a boxes source gets ``--strategy box`` with its defaults
-        (the box alone), whatever the recipe's negatives (except the naive centroid)."""
+        """The prompt sets for ``components``; a boxes source gets ``--strategy box`` (except the naive
+        centroid) with ``box_negatives`` (None: its default, the box alone)."""
         strategy = "box" if components.source == "boxes" and self.strategy != "centroid" else self.strategy
-        negatives = None if strategy == "box" else self.negatives
+        negatives = self.box_negatives if strategy == "box" else self.negatives
         options = {k: v for k, v in (("spacing", self.spacing), ("max_points", self.max_points)) if v is not None}
         return sample_prompts(components, strategy, negatives=negatives, group=self.group,
                               rng=np.random.default_rng(0), **options)
