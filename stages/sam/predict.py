@@ -14,7 +14,7 @@ from ..errors import SesamInputError
 from ..io.prompts import PromptSets
 from ..io.embeddings import Embedding
 from ..io.masks import writing_masks
-from .base import BOX_LABELS, PromptBatch, SamBackend
+from .base import PromptBatch, SamBackend
 
 
 def _hypotheses(multimask: bool) -> slice:
@@ -28,37 +28,25 @@ def prompt_batch(backend: SamBackend, prompts: PromptSets, embedding: Embedding)
     return backend.prompt_batch(sets, embedding)
 
 
-def iterative_sets(batch: PromptBatch, iterative: bool | None) -> np.ndarray:
-    """bool (B,): which sets of ``batch`` are decoded with iterative input. ``iterative`` None is the
-    default: the sets with a box prompt (on CamVid train, box masks gain 4 mIoU points from the second
-    pass, point and scribble masks none; docs/SELECT.md)."""
-    if iterative is None:
-        return (batch.labels == BOX_LABELS[0]).any(axis=1)
-    return np.full(len(batch.lengths), iterative)
-
-
 def decode_in_chunks(backend: SamBackend, embedding: Embedding, batch: PromptBatch, hypotheses: slice,
-                     iterative: bool | None = False, source: str | None = None,
+                     iterative: bool = False, source: str | None = None,
                      ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """``backend.decode_masks`` over chunks of ``batch``: yields (set indices, masks, IoU, stability) per chunk.
 
     A chunk holds sets of one token count only (padding a set with extra "not a point" tokens
-    changes SAM's masks: on real photos down to IoU 0.02 with the unpadded decode), all decoded with
-    or all without iterative input (``iterative_sets``), and at most ``backend.decode_chunk_size``
-    sets, which bounds its memory. A chunk the backend cannot decode (e.g. too many points for the
-    memory it would take) raises SesamInputError naming ``source`` (the prompts file) and the
-    chunk's first set.
+    changes SAM's masks: on real photos down to IoU 0.02 with the unpadded decode), and at most
+    ``backend.decode_chunk_size`` sets, which bounds its memory. A chunk the backend cannot decode
+    (e.g. too many points for the memory it would take) raises SesamInputError naming ``source``
+    (the prompts file) and the chunk's first set.
     """
-    twice = iterative_sets(batch, iterative)
-    order = np.lexsort((twice, batch.lengths))
+    order = np.argsort(batch.lengths, kind="stable")
     size = backend.decode_chunk_size(embedding, len(range(4)[hypotheses]))
-    group = batch.lengths[order] * 2 + twice[order]
-    starts = np.flatnonzero(np.diff(group, prepend=-1))
-    for same_kind in np.split(order, starts[1:]):
-        for start in range(0, len(same_kind), size):
-            chunk = same_kind[start: start + size]
+    starts = np.flatnonzero(np.diff(batch.lengths[order], prepend=-1))
+    for same_length in np.split(order, starts[1:]):
+        for start in range(0, len(same_length), size):
+            chunk = same_length[start: start + size]
             try:
-                decoded = backend.decode_masks(embedding, batch.take(chunk), hypotheses, bool(twice[chunk[0]]))
+                decoded = backend.decode_masks(embedding, batch.take(chunk), hypotheses, iterative)
             except Exception as exc:  # onnxruntime and torch raise their own types (allocation failures, ...)
                 raise _undecodable(batch, int(chunk[0]), exc, source) from exc
             yield (chunk, *decoded)
@@ -72,7 +60,7 @@ def _undecodable(batch: PromptBatch, index: int, exc: Exception, source: str | N
 
 
 def predict_prompt_sets(backend: SamBackend, embedding: Embedding, prompts: PromptSets,
-                        multimask: bool = True, iterative: bool | None = None,
+                        multimask: bool = True, iterative: bool = False,
                         source: str | None = None) -> dict[str, np.ndarray]:
     """Decode every prompt set against ``embedding``; the ``masks`` HDF5 datasets of docs/FORMATS.md,
     in memory (S x M x H x W bytes of masks: :func:`write_prompt_set_masks` for large photos).
@@ -80,8 +68,7 @@ def predict_prompt_sets(backend: SamBackend, embedding: Embedding, prompts: Prom
     Returns ``masks`` bool (S, M, H, W), ``iou_predictions`` and ``stability_scores`` float32 (S, M),
     ``set_component`` and ``set_class`` int32 (S,), with M = 4 (``multimask``) or 1 (hypothesis 0).
     ``iterative``: decode once, then again with the kept hypothesis of highest predicted IoU fed back
-    as ``mask_input`` (Jiang & Yang's iterative input); the second pass is returned. None (the
-    default): only the sets with a box prompt (``iterative_sets``). Sets are
+    as ``mask_input`` (Jiang & Yang's iterative input); the second pass is returned. Sets are
     decoded in batches (see ``decode_in_chunks``); one the backend cannot decode raises
     SesamInputError naming ``source`` (the prompts file) and the set.
     """
@@ -94,7 +81,7 @@ def predict_prompt_sets(backend: SamBackend, embedding: Embedding, prompts: Prom
 
 
 def write_prompt_set_masks(path: str | os.PathLike, backend: SamBackend, embedding: Embedding, prompts: PromptSets,
-                           attrs: Mapping[str, Any], multimask: bool = True, iterative: bool | None = None,
+                           attrs: Mapping[str, Any], multimask: bool = True, iterative: bool = False,
                            source: str | None = None) -> None:
     """:func:`predict_prompt_sets` written to a ``masks`` artifact at ``path`` (root ``attrs``) as the
     sets are decoded: memory holds one decoder chunk of masks, not the image's whole stack."""
@@ -103,7 +90,7 @@ def write_prompt_set_masks(path: str | os.PathLike, backend: SamBackend, embeddi
         others.update(_decode_all(backend, embedding, prompts, multimask, iterative, source, writer.write))
 
 
-def _decode_all(backend: SamBackend, embedding: Embedding, prompts: PromptSets, multimask: bool, iterative: bool | None,
+def _decode_all(backend: SamBackend, embedding: Embedding, prompts: PromptSets, multimask: bool, iterative: bool,
                 source: str | None, store: Callable[[np.ndarray, np.ndarray], None]) -> dict[str, np.ndarray]:
     """Decode every set, handing each chunk's (set indices, masks) to ``store``; the other datasets."""
     keep = _hypotheses(multimask)
