@@ -124,3 +124,12 @@ class Invoker:
 @pytest.fixture
 def sesam() -> Invoker:
     return Invoker()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The count tests/test_bad_input.py promises: its rows tried and handled."""
+    rows = [report for outcome in ("passed", "failed") for report in terminalreporter.stats.get(outcome, [])
+            if report.when == "call" and "test_bad_input_is_handled" in report.nodeid]
+    if rows:
+        handled = sum(report.passed for report in rows)
+        terminalreporter.write_line(f"bad inputs: {len(rows)} rows tried, {handled} handled")
