@@ -31,7 +31,7 @@ def _fraction(name: str, default: float, text: str) -> Any:
 @click.option("--unclaimed", type=click.Choice(UNCLAIMED), default=DEFAULTS.unclaimed, show_default=True,
               help="Label of pixels no mask and no weak label decides: 255 (ignore), the preset's background class "
                    "(presets that have one), or the class of the nearest decided pixel; auto: background where the "
-                   "preset has one, else 255.")
+                   "preset has one, else 255, except that a box label fills its boxes (docs/SELECT.md).")
 @click.option("--confidence-dir", type=click.Path(file_okay=False),
               help="Also write confidence maps (uint8 PNG, 255 x confidence) here as {id}.png; "
                    "record key 'confidence'.")

@@ -10,7 +10,7 @@ and its ``component_map`` int32 (H, W) (0 = none, k = component k). Strategies:
 - ``sesam`` (:func:`select_sesam`): per prompt set, reject hypotheses that cover other classes'
   labelled pixels beyond a tolerance; the rest within ``tie_margin`` of the best coverage of the
   set's own component are candidates (for a boxes source: hypotheses mostly inside the box that
-  cover a good part of it). Candidates are settled jointly over all sets, so that the chosen masks
+  cover a good part of it; they vote only inside their box). Candidates are settled jointly over all sets, so that the chosen masks
   of different classes overlap least and cover most (a click is covered by every hypothesis alike:
   this is what decides for clicks).
 - ``jiang`` (:func:`select_fixed`): Jiang & Yang 2023, one fixed hypothesis index per set (theirs: 3).
@@ -47,8 +47,9 @@ from .records import Record, require
 STRATEGIES = ("sesam", "jiang", "cam-merge")
 UNCLAIMED = ("auto", "ignore", "background", "nearest")
 """What pixels that no kept mask and no weak label decides become: ``auto`` (the default: background
-for presets that have a background class, else 255), 255, the background class, or the class of the
-nearest decided pixel (see :func:`fill_unclaimed`; docs/SELECT.md has the measurements)."""
+for presets that have a background class, else 255; a boxes source without a background class fills
+its boxes, :func:`merge_kept`), 255, the background class, or the class of the nearest decided pixel
+(see :func:`fill_unclaimed`; docs/SELECT.md has the measurements)."""
 DEFAULT_UNCLAIMED = "auto"
 JIANG_HYPOTHESIS = 3
 """Jiang & Yang's choice: SAM's third multimask output, index 3 (hypothesis 0 is the single-mask output)."""
@@ -139,13 +140,15 @@ def boxes_weak_label(component_map: np.ndarray, background_class: int | None) ->
 
 
 def merge_votes(masks: np.ndarray, hypothesis_class: np.ndarray, scores: np.ndarray,
-                votes: VoteParams = VoteParams()) -> tuple[np.ndarray, np.ndarray]:
+                votes: VoteParams = VoteParams(), set_box: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Merge kept hypotheses by votes (see :class:`VoteParams`).
 
     ``masks`` bool (S, M, H, W); ``hypothesis_class`` int32 (S, M), -1 = not kept; ``scores``
-    float (S, M), SAM's predicted IoU. Returns the winning class uint8 (H, W) (255 where undecided)
-    and its confidence float32 (H, W): the winner's share of the votes times the highest predicted
-    IoU among the masks covering the pixel, 0 where undecided.
+    float (S, M), SAM's predicted IoU; ``set_box`` int (S, 4) XYXY (max inclusive), optional: a
+    set's masks vote only inside its box (a box label says its object lies there). Returns the
+    winning class uint8 (H, W) (255 where undecided) and its confidence float32 (H, W): the
+    winner's share of the votes times the highest predicted IoU among the masks covering the pixel,
+    0 where undecided.
     """
     height, width = masks.shape[-2:]
     classes = np.unique(hypothesis_class[hypothesis_class >= 0])
@@ -156,12 +159,17 @@ def merge_votes(masks: np.ndarray, hypothesis_class: np.ndarray, scores: np.ndar
     tally = np.zeros((classes.size, height, width), np.float32)
     best_score = np.zeros((height, width), np.float32)
     for s, m in zip(*np.nonzero(hypothesis_class >= 0)):
-        mask = masks[s, m]
-        area_fraction = max(int(mask.sum()), 1) / mask.size
+        window = np.s_[:, :]
+        if set_box is not None:
+            x0, y0, x1, y1 = set_box[s]
+            window = np.s_[y0:y1 + 1, x0:x1 + 1]
+        mask = masks[s, m][window]
+        area_fraction = max(int(mask.sum()), 1) / (height * width)
         score = max(float(scores[s, m]), 1e-3)
         slot = int(np.searchsorted(classes, hypothesis_class[s, m]))
-        np.add(tally[slot], score / area_fraction ** votes.size_exponent, out=tally[slot], where=mask)
-        np.maximum(best_score, np.float32(score), out=best_score, where=mask)
+        votes_here, best_here = tally[slot][window], best_score[window]
+        np.add(votes_here, score / area_fraction ** votes.size_exponent, out=votes_here, where=mask)
+        np.maximum(best_here, np.float32(score), out=best_here, where=mask)
     rows = max(1, MERGE_BAND_PIXELS // width)  # decided a band at a time: a large photo's temporaries stay small
     for top in range(0, height, rows):
         band = slice(top, top + rows)
@@ -197,6 +205,32 @@ def fill_unclaimed(label: np.ndarray, unclaimed: str = DEFAULT_UNCLAIMED,
         return np.where(undecided, np.uint8(background_class), label).astype(np.uint8)
     rows, cols = ndimage.distance_transform_edt(undecided, return_distances=False, return_indices=True)
     return label[rows, cols]
+
+
+def fill_in_boxes(label: np.ndarray, box: np.ndarray, box_class: np.ndarray) -> np.ndarray:
+    """``label`` (H, W) uint8 with each undecided (255) pixel inside some of the boxes ``box`` int
+    (K, 4) XYXY (max inclusive) given the class of the nearest decided pixel (Euclidean) among the
+    classes ``box_class`` int (K,) whose boxes hold it; pixels outside every box stay 255. This is
+    ``auto``'s rule for a boxes source without a background class: there every pixel of a box
+    belongs to one of the classes boxed around it."""
+    undecided = label == IGNORE_INDEX
+    filled = label.copy()
+    nearest = np.full(label.shape, np.inf, np.float32)
+    for cls in np.unique(box_class):
+        boxes = box[box_class == cls]
+        left, top = boxes[:, 0].min(), boxes[:, 1].min()
+        window = (slice(top, boxes[:, 3].max() + 1), slice(left, boxes[:, 2].max() + 1))
+        decided = label[window] == cls  # votes of this class lie in its boxes, so in this window
+        if not decided.any():
+            continue
+        inside = np.zeros(decided.shape, bool)
+        for x0, y0, x1, y1 in boxes:
+            inside[y0 - top:y1 - top + 1, x0 - left:x1 - left + 1] = True
+        distance = ndimage.distance_transform_edt(~decided).astype(np.float32)
+        closer = inside & undecided[window] & (distance < nearest[window])
+        nearest[window][closer] = distance[closer]
+        filled[window][closer] = cls
+    return filled
 
 
 def overlay_weak(label: np.ndarray, confidence: np.ndarray, weak_label: np.ndarray,
@@ -345,11 +379,29 @@ def kept_classes(kept: np.ndarray, set_class: np.ndarray, hypotheses: int) -> np
     return hypothesis_class
 
 
-def _select_kept(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, kept: np.ndarray,
-                 weak_label: np.ndarray, votes: VoteParams, unclaimed: str, background_class: int | None) -> Selection:
+def set_boxes(component_box: np.ndarray, set_component: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """int64 (S, 4) XYXY (max inclusive): each prompt set's box, from ``component_box`` float (K, 4)
+    and ``set_component`` (S,) (1-based), rounded and kept inside an image of ``shape`` (H, W)."""
+    boxes = np.rint(np.asarray(component_box, np.float64).reshape(-1, 4)[set_component - 1]).astype(np.int64)
+    return np.clip(boxes, 0, [shape[1] - 1, shape[0] - 1, shape[1] - 1, shape[0] - 1])
+
+
+def merge_kept(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, kept: np.ndarray,
+               weak_label: np.ndarray, votes: VoteParams = VoteParams(), unclaimed: str = DEFAULT_UNCLAIMED,
+               background_class: int | None = None, set_box: np.ndarray | None = None) -> Selection:
+    """The pseudo-label of the hypotheses ``kept`` (S,) int32 (-1 = none): merged by votes
+    (:func:`merge_votes`; with ``set_box``, a boxes source's masks vote inside their boxes),
+    labelled weak pixels on top, undecided pixels by ``unclaimed`` (:func:`fill_unclaimed`). ``auto``
+    for a boxes source without a background class: every pixel of a box belongs to a boxed class, so
+    undecided pixels take the votes of all hypotheses of the sets (the weaker evidence of SAM's other
+    guesses, inside their boxes), then :func:`fill_in_boxes`; confidence stays 0 there."""
     hypothesis_class = kept_classes(kept, set_class, masks.shape[1])
-    label, confidence = merge_votes(masks, hypothesis_class, iou, votes)
+    label, confidence = merge_votes(masks, hypothesis_class, iou, votes, set_box)
     label, confidence = overlay_weak(label, confidence, weak_label)
+    if set_box is not None and unclaimed == "auto" and background_class is None and len(set_box):
+        every_hypothesis = np.repeat(set_class[:, None].astype(np.int32), masks.shape[1], axis=1)
+        weaker, _ = merge_votes(masks, every_hypothesis, iou, votes, set_box)
+        label = fill_in_boxes(np.where(label == IGNORE_INDEX, weaker, label), set_box, set_class)
     return Selection(fill_unclaimed(label, unclaimed, background_class), confidence, hypothesis_class)
 
 
@@ -363,7 +415,8 @@ def select_sesam(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, set_
     ``refine`` calls this with a network prediction as the (dense) weak label.
     """
     kept = choose_sesam(masks, iou, set_class, set_component, weak_label, component_map, params, component_box)
-    return _select_kept(masks, iou, set_class, kept, weak_label, votes, unclaimed, background_class)
+    boxes = None if component_box is None else set_boxes(component_box, set_component, weak_label.shape)
+    return merge_kept(masks, iou, set_class, kept, weak_label, votes, unclaimed, background_class, boxes)
 
 
 def select_fixed(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, weak_label: np.ndarray,
@@ -375,7 +428,7 @@ def select_fixed(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, weak
     if not 0 <= hypothesis < masks.shape[1]:
         raise ValueError(f"hypothesis {hypothesis} does not exist: the masks have {masks.shape[1]} per prompt set")
     kept = np.full(masks.shape[0], hypothesis, np.int32)
-    return _select_kept(masks, iou, set_class, kept, weak_label, votes, unclaimed, background_class)
+    return merge_kept(masks, iou, set_class, kept, weak_label, votes, unclaimed, background_class)
 
 
 def _check_cam_shapes(masks: np.ndarray, iou: np.ndarray, cam: np.ndarray) -> None:

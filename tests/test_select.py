@@ -17,7 +17,7 @@ from stages.evaluate import Scores, confusion_counts
 from stages.io.images import read_label, read_single_channel, write_label
 from stages.presets import get_preset
 from stages.simulate import image_rng, label_regions, simulate_points
-from stages.select import (SelectParams, SesamParams, VoteParams, choose_sesam, fill_unclaimed, instances, merge_votes, select_cam_merge, select_fixed, select_image, select_sesam, settle_ties)
+from stages.select import (SelectParams, SesamParams, VoteParams, choose_sesam, fill_in_boxes, fill_unclaimed, instances, merge_kept, merge_votes, select_cam_merge, select_fixed, select_image, select_sesam, set_boxes, settle_ties)
 
 VOC = get_preset("voc")
 H, W = 40, 60
@@ -115,6 +115,45 @@ def test_boxes_keep_a_hypothesis_inside_and_covering_its_box():
                              components.component_map, component_box=components.component_box)
     assert selection.kept.tolist() == [1, 1]
     assert (selection.label[CAR] == 7).all() and (selection.label[DOG] == 12).all()
+
+
+def test_box_masks_vote_only_inside_their_box():
+    spilling = rectangle(10, 5, 30, 40)[None, None]
+    box = set_boxes(np.array([[5, 10, 24, 29]], np.float32), np.array([1]), (H, W))
+    label, _ = merge_votes(spilling, np.array([[7]]), np.array([[0.9]]), set_box=box)
+    assert (label[CAR] == 7).all() and (label[~CAR] == 255).all()
+    assert set_boxes(np.array([[-3.2, 4.6, 80, 50]]), np.array([1]), (H, W)).tolist() == [[0, 5, W - 1, H - 1]]
+
+
+def test_undecided_box_pixels_take_the_nearest_boxed_class():
+    label = np.full((H, W), 255, np.uint8)
+    label[10:30, 5:15] = 7
+    label[35:, :] = 3
+    boxes = np.array([[5, 10, 24, 29], [0, 0, W - 1, H - 1], [40, 0, 59, 5]])
+    filled = fill_in_boxes(label, boxes, np.array([7, 3, 12]))
+    assert filled[20, 24] == 7, "in the car's and the road's box, nearer the car"
+    assert filled[2, 30] == 3, "nearer the car, but only the road's box holds it"
+    assert filled[2, 50] == 3, "the dog's box holds it, but no pixel is decided dog"
+    np.testing.assert_array_equal(filled[label != 255], label[label != 255])
+    outside = fill_in_boxes(label, boxes[:1], np.array([7]))
+    assert outside[2, 30] == 255 and (outside[10:30, 5:25] == 7).all()
+
+
+def test_boxes_without_background_fill_their_box_from_all_hypotheses():
+    part = rectangle(10, 5, 30, 10)
+    dog = rectangle(12, 28, 32, 50)
+    masks = np.stack([np.stack([part, CAR, part, part]), np.stack([dog] * 4)])
+    iou = np.full((2, 4), 0.9, np.float32)
+    set_class, boxes = np.array([7, 12], np.int32), np.array([[5, 10, 24, 29], [0, 0, W - 1, H - 1]])
+    weak = np.full((H, W), 255, np.uint8)
+    kept = np.array([0, 0], np.int32)
+    filled = merge_kept(masks, iou, set_class, kept, weak, set_box=boxes).label
+    assert filled[20, 22] == 7, "the car's other hypothesis covers it, though the dog is nearer"
+    assert filled[2, 2] == 12 and (filled != 255).all()
+    with_background = merge_kept(masks, iou, set_class, kept, weak, background_class=0, set_box=boxes).label
+    assert with_background[20, 22] == 0 and (with_background[part] == 7).all()
+    ignored = merge_kept(masks, iou, set_class, kept, weak, unclaimed="ignore", set_box=boxes).label
+    assert ignored[20, 22] == 255
 
 
 def test_no_acceptable_hypothesis_keeps_none_but_one_other_click_is_tolerated():
