@@ -64,7 +64,7 @@ from stages.sam.cache import EmbeddingCache
 from stages.sam.models import embeddings_dir
 from stages.sam.predict import predict_prompt_sets
 from stages.sam.registry import load_backend
-from stages.select import (DEFAULT_UNCLAIMED, UNCLAIMED, SesamParams, VoteParams, boxes_weak_label, fill_unclaimed, kept_classes, merge_votes, overlay_weak, select_fixed, select_sesam)
+from stages.select import (DEFAULT_UNCLAIMED, UNCLAIMED, SesamParams, VoteParams, boxes_weak_label, fill_unclaimed, merge_kept, select_fixed, select_sesam, set_boxes)
 from stages.simulate import DEFAULT_MIN_AREA, image_rng, label_regions, simulate_weak
 
 KINDS = ("points", "scribbles", "scribbles-human", "coarse", "boxes")
@@ -250,11 +250,9 @@ def row_labels(ctx: Context, sesam_params: SesamParams, votes: VoteParams) -> di
     """Row name -> pseudo-label (H, W) uint8 for one weak label."""
     fill = dict(unclaimed=ctx.unclaimed, background_class=ctx.background)
     naive, jiang, sesam = ctx.sam["naive"], ctx.sam["jiang"], ctx.sam["sesam"]
-    kept = oracle_kept(sesam["masks"], sesam["set_class"], ctx.gt)
-    oracle_label, oracle_confidence = merge_votes(sesam["masks"], kept_classes(kept, sesam["set_class"],
-                                                                                sesam["masks"].shape[1]),
-                                                  sesam["iou_predictions"], votes)
-    oracle_label, _ = overlay_weak(oracle_label, oracle_confidence, ctx.weak)
+    boxes = None if ctx.boxes is None else set_boxes(ctx.boxes, sesam["set_component"], ctx.gt.shape)
+    oracle = merge_kept(sesam["masks"], sesam["iou_predictions"], sesam["set_class"],
+                        oracle_kept(sesam["masks"], sesam["set_class"], ctx.gt), ctx.weak, votes, set_box=boxes, **fill)
     return {
         "weak alone": fill_unclaimed(weak_alone(ctx.components, ctx.weak), **fill),
         "naive": select_fixed(naive["masks"], naive["iou_predictions"], naive["set_class"], ctx.weak, 0,
@@ -264,7 +262,7 @@ def row_labels(ctx: Context, sesam_params: SesamParams, votes: VoteParams) -> di
         "sesam": select_sesam(sesam["masks"], sesam["iou_predictions"], sesam["set_class"], sesam["set_component"],
                               ctx.weak, ctx.components.component_map, sesam_params, ctx.boxes, votes=votes,
                               **fill).label,
-        "oracle": fill_unclaimed(oracle_label, **fill),
+        "oracle": oracle.label,
     }
 
 

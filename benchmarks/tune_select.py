@@ -4,8 +4,9 @@ On the tuning subset of benchmarks/bench_quality.py (``--split train``: every 8t
 46 photos), with the same weak labels, prompts and SAM masks (the ``--masks-cache`` of
 bench_quality.py makes a rerun take minutes), each row changes one setting of the defaults and
 prints the pseudo-label mIoU (unlabelled pixels wrong) per weak-label kind, next to Jiang & Yang's
-recipe for scale; the last rows change the prompts: the negatives of skeleton points and boxes, and
-the boxes' iterative input.
+recipe for scale; the ``boxes:`` rows take the defaults' choice apart on boxes (whether masks vote
+only inside their box, and how the boxes' undecided pixels are filled); the last rows change the
+prompts: the negatives of skeleton points and boxes, and the boxes' iterative input.
 ``--background-proxy`` scores the ``--unclaimed`` rules on a stand-in for presets
 with a background class: CamVid's stuff classes (sky, building, road, sidewalk, tree, fence) merged
 into one background class, its things (pole, sign, car, pedestrian, bicyclist) kept; the same weak
@@ -24,12 +25,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from bench_quality import DEFAULT_CAMVID, KINDS, RECIPES, MaskCache, Recipe, camvid_examples, contexts
+from bench_quality import DEFAULT_CAMVID, KINDS, RECIPES, MaskCache, Recipe, camvid_examples, contexts, weak_alone
 from stages.evaluate import Scores, confusion_counts
 from stages.sam.cache import EmbeddingCache
 from stages.sam.models import embeddings_dir
 from stages.sam.registry import load_backend
-from stages.select import SesamParams, VoteParams, select_fixed, select_sesam
+from stages.select import (SesamParams, VoteParams, choose_sesam, fill_in_boxes, merge_kept, select_fixed,
+                           select_sesam, set_boxes)
 
 DEFAULTS, VOTES = SesamParams(), VoteParams()
 VARIANTS = {
@@ -48,6 +50,10 @@ VARIANTS = {
     "min_vote_share 0.6": (DEFAULTS, replace(VOTES, min_vote_share=0.6), "auto"),
     "unclaimed nearest": (DEFAULTS, VOTES, "nearest"),
 }
+BOX_MERGES = ("boxes: votes not clipped to the box, undecided 255", "boxes: clipped, undecided 255",
+              "boxes: clipped, the nearest boxed class (no other hypotheses' votes)",
+              "boxes: clipped, the smallest box's class (as the weak label alone)")
+"""Rows that merge the defaults' choice on boxes otherwise (other kinds: as the defaults)."""
 PROMPTING = {
     "skeleton negatives 0 (sample-prompts --negatives 0)": Recipe("skeleton", negatives=0),
     "skeleton negatives 2": Recipe("skeleton", negatives=2),
@@ -70,6 +76,20 @@ def proxy_lookup(classes: tuple[str, ...]) -> np.ndarray:
     return table
 
 
+def box_merge(row: str, data: dict[str, np.ndarray], ctx) -> np.ndarray:
+    """The pseudo-label of the defaults' choice, merged as the BOX_MERGES ``row`` says (no background)."""
+    kept = choose_sesam(data["masks"], data["iou_predictions"], data["set_class"], data["set_component"], ctx.weak,
+                        ctx.components.component_map, DEFAULTS, ctx.boxes)
+    boxes = None if ctx.boxes is None else set_boxes(ctx.boxes, data["set_component"], ctx.weak.shape)
+    label = merge_kept(data["masks"], data["iou_predictions"], data["set_class"], kept, ctx.weak, VOTES, "ignore",
+                       set_box=None if row == BOX_MERGES[0] else boxes).label
+    if boxes is None or row in BOX_MERGES[:2]:
+        return label
+    if row == BOX_MERGES[2]:
+        return fill_in_boxes(label, boxes, data["set_class"])
+    return np.where(label == 255, weak_alone(ctx.components, ctx.weak), label).astype(np.uint8)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--camvid", default=DEFAULT_CAMVID, help="CamVid root (train/, val/)")
@@ -86,7 +106,7 @@ def main() -> None:
     embeddings = EmbeddingCache(embeddings_dir())
     examples = camvid_examples(args.camvid, "train")[:args.limit]
     rows = ((["naive", "jiang", "sesam"], PROXY_UNCLAIMED) if args.background_proxy
-            else (["jiang"] + list(VARIANTS) + list(PROMPTING), ("auto",)))
+            else (["jiang"] + list(VARIANTS) + list(BOX_MERGES) + list(PROMPTING), ("auto",)))
     recipes = RECIPES if args.background_proxy else {**RECIPES, **PROMPTING}
     counts: dict = {}
     for index, example in enumerate(examples, start=1):
@@ -99,7 +119,9 @@ def main() -> None:
             for row in rows[0]:
                 for unclaimed in rows[1]:
                     fill = {"unclaimed": unclaimed, "background_class": background}
-                    if row in ("naive", "jiang"):
+                    if row in BOX_MERGES:
+                        label = box_merge(row, sam["sesam"], ctx)
+                    elif row in ("naive", "jiang"):
                         data = sam[row]
                         label = select_fixed(data["masks"], data["iou_predictions"], data["set_class"], weak,
                                              0 if row == "naive" else 3, **fill).label
