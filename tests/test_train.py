@@ -7,6 +7,7 @@ import json
 import re
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,6 +166,22 @@ def test_a_run_refuses_to_be_overwritten_or_resumed_with_other_settings(sesam, t
     assert os.path.join(trained, "last.pt") in other.stderr and "lr: 0.01 -> 0.5" in other.stderr
     finished = sesam("train", *options, "--iterations", 1, "--resume")
     assert [r["checkpoint"] for r in sesam.records(finished)] == [os.path.join(trained, "last.pt")]
+
+
+def test_a_run_refuses_to_resume_on_labels_redone_in_place(sesam, voc_dataset, voc_weak, tmp_path):
+    weak_dir = tmp_path / "weak"
+    weak_dir.mkdir()
+    weak = weak_dir / os.path.basename(voc_weak)
+    shutil.copyfile(voc_weak, weak)
+    options = ["--images", os.path.join(voc_dataset, "JPEGImages"), "--weak", weak_dir,
+               "--pseudo", os.path.join(voc_dataset, "SegmentationClass"), "--iterations", 1, *TINY,
+               "-o", tmp_path / "run"]
+    sesam("train", *options)
+    label = read_label(str(weak), get_preset("voc"))
+    label[:10, :10] = 0
+    write_label(str(weak), label, get_preset("voc"))
+    redone = sesam("train", *options, "--resume", expect=1)
+    assert "label files changed since the run started" in redone.stderr and "last.pt" in redone.stderr
 
 
 def test_a_checkpoint_of_another_architecture_or_class_count_is_refused(sesam, trained, arc_dataset, tmp_path):

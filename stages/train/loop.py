@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..io.atomic import write_json, write_text
+from ..io.atomic import sha256_of_file, write_json, write_text
 from ..errors import SesamInputError
 from ..evaluate import Scores, confusion_counts
 from ..io.images import read_image, read_label
@@ -164,9 +164,11 @@ class TrainResult:
 
 
 def data_digest(images: Sequence[TrainingImage]) -> str:
-    """A SHA-256 over the training images' ids and file paths: the identity of a run's data."""
-    text = json.dumps([asdict(image) for image in images], sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """A SHA-256 over the training images' ids, file paths and label files' contents: the identity of
+    a run's data (pseudo-labels redone in place since a run started make another digest)."""
+    described = [{**asdict(image), "labels": [sha256_of_file(path) for path in (image.weak, image.pseudo) if path]}
+                 for image in images]
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def run_description(config: TrainConfig, preset: ClassPreset, images: Sequence[TrainingImage]) -> dict[str, Any]:
@@ -186,7 +188,8 @@ def _differences(stored: dict[str, Any], current: dict[str, Any]) -> dict[str, s
         for key in sorted(set(stored.get(section, {})) | set(current[section])):
             old, new = stored.get(section, {}).get(key), current[section].get(key)
             if old != new:
-                found[key] = f"{key}: {old} -> {new}"
+                found[key] = ("the training images or their label files changed since the run started"
+                              if key == "digest" else f"{key}: {old} -> {new}")
     return found
 
 
