@@ -115,12 +115,15 @@ class Selection:
 
     - ``label``: uint8 (H, W) class map, 255 = no decision;
     - ``confidence``: float32 (H, W) in 0..1;
-    - ``hypothesis_class``: int32 (S, M), the class each hypothesis was merged as, -1 = not kept.
+    - ``hypothesis_class``: int32 (S, M), the class each hypothesis was merged as, -1 = not kept;
+    - ``set_box``: int (S, 4) XYXY (max inclusive) for a boxes source, the box each set's masks
+      voted inside; None otherwise.
     """
 
     label: np.ndarray
     confidence: np.ndarray
     hypothesis_class: np.ndarray
+    set_box: np.ndarray | None = None
 
     @property
     def kept(self) -> np.ndarray:
@@ -137,6 +140,12 @@ def boxes_weak_label(component_map: np.ndarray, background_class: int | None) ->
     if background_class is not None:
         weak[component_map == 0] = background_class
     return weak
+
+
+def box_window(box: np.ndarray) -> tuple[slice, slice]:
+    """The (rows, columns) slices of an int XYXY box (max inclusive)."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return np.s_[y0:y1 + 1, x0:x1 + 1]
 
 
 def merge_votes(masks: np.ndarray, hypothesis_class: np.ndarray, scores: np.ndarray,
@@ -159,10 +168,7 @@ def merge_votes(masks: np.ndarray, hypothesis_class: np.ndarray, scores: np.ndar
     tally = np.zeros((classes.size, height, width), np.float32)
     best_score = np.zeros((height, width), np.float32)
     for s, m in zip(*np.nonzero(hypothesis_class >= 0)):
-        window = np.s_[:, :]
-        if set_box is not None:
-            x0, y0, x1, y1 = set_box[s]
-            window = np.s_[y0:y1 + 1, x0:x1 + 1]
+        window = np.s_[:, :] if set_box is None else box_window(set_box[s])
         mask = masks[s, m][window]
         area_fraction = max(int(mask.sum()), 1) / (height * width)
         score = max(float(scores[s, m]), 1e-3)
@@ -402,7 +408,7 @@ def merge_kept(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, kept: 
         every_hypothesis = np.repeat(set_class[:, None].astype(np.int32), masks.shape[1], axis=1)
         weaker, _ = merge_votes(masks, every_hypothesis, iou, votes, set_box)
         label = fill_in_boxes(np.where(label == IGNORE_INDEX, weaker, label), set_box, set_class)
-    return Selection(fill_unclaimed(label, unclaimed, background_class), confidence, hypothesis_class)
+    return Selection(fill_unclaimed(label, unclaimed, background_class), confidence, hypothesis_class, set_box)
 
 
 def select_sesam(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, set_component: np.ndarray,
@@ -500,8 +506,9 @@ def select_sesam_reference(masks: np.ndarray, iou: np.ndarray, set_class: np.nda
 def instances(masks: np.ndarray, iou: np.ndarray, selection: Selection, set_component: np.ndarray,
               background_class: int | None = None) -> list[Instance]:
     """The kept masks as objects: the union of the kept hypotheses of the prompt sets of one
-    component (``set_component`` >= 1), or each kept hypothesis on its own (automatic mode, -1).
-    Hypotheses kept as ``background_class`` are left out."""
+    component (``set_component`` >= 1), or each kept hypothesis on its own (automatic mode, -1),
+    each inside its box for a boxes source (``selection.set_box``, as they voted). Hypotheses kept as
+    ``background_class`` are left out."""
     keep = selection.hypothesis_class >= 0
     if background_class is not None:
         keep &= selection.hypothesis_class != background_class
@@ -514,7 +521,8 @@ def instances(masks: np.ndarray, iou: np.ndarray, selection: Selection, set_comp
     for (_, cls), members in groups.items():
         mask = np.zeros(masks.shape[2:], bool)
         for s, m in members:
-            mask |= masks[s, m]
+            window = np.s_[:, :] if selection.set_box is None else box_window(selection.set_box[s])
+            mask[window] |= masks[s, m][window]
         found.append(Instance(mask, cls, float(np.mean([iou[s, m] for s, m in members]))))
     return found
 

@@ -122,6 +122,10 @@ def test_box_masks_vote_only_inside_their_box():
     box = set_boxes(np.array([[5, 10, 24, 29]], np.float32), np.array([1]), (H, W))
     label, _ = merge_votes(spilling, np.array([[7]]), np.array([[0.9]]), set_box=box)
     assert (label[CAR] == 7).all() and (label[~CAR] == 255).all()
+    selection = merge_kept(spilling, np.array([[0.9]]), np.array([7]), np.array([0]), np.full((H, W), 255, np.uint8),
+                           unclaimed="ignore", set_box=box)
+    (car,) = instances(spilling, np.array([[0.9]]), selection, np.array([1]))
+    np.testing.assert_array_equal(car.mask, CAR)
     assert set_boxes(np.array([[-3.2, 4.6, 80, 50]]), np.array([1]), (H, W)).tolist() == [[0, 5, W - 1, H - 1]]
 
 
