@@ -163,11 +163,18 @@ class TrainResult:
     validation: dict[str, Any] | None = None
 
 
-def data_digest(images: Sequence[TrainingImage]) -> str:
-    """A SHA-256 over the training images' ids, file paths and label files' contents: the identity of
-    a run's data (pseudo-labels redone in place since a run started make another digest)."""
-    described = [{**asdict(image), "labels": [sha256_of_file(path) for path in (image.weak, image.pseudo) if path]}
-                 for image in images]
+LABEL_FIELDS = ("weak", "pseudo")
+"""The fields of a training image (``TrainingImage``) that name label files."""
+
+
+def data_digest(images: Sequence[Any]) -> str:
+    """A SHA-256 over the training images' fields (ids, file paths; a classifier's tags) and their
+    label files' contents: the identity of a run's data (pseudo-labels redone in place since a run
+    started make another digest)."""
+    described = []
+    for image in images:
+        fields = asdict(image)
+        described.append({**fields, "labels": [sha256_of_file(fields[key]) for key in LABEL_FIELDS if fields.get(key)]})
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode("utf-8")).hexdigest()
 
 
