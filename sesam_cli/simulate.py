@@ -54,6 +54,10 @@ def _refuse_foreign_options(ctx: click.Context, kind: str) -> None:
               type=click.FloatRange(min=0),
               help="coarse: shrink each region by this many pixels, or below 1 by this fraction of "
                    "its largest distance to its boundary.")
+@click.option("--box-jitter", default=default_of(simulate_weak, "box_jitter"), show_default=True,
+              type=click.FloatRange(0, 1),
+              help="boxes: move each side by up to this fraction of the box's width or height (hand-drawn boxes "
+                   "are not pixel-tight); 0: tight boxes.")
 @click.option("--min-area", type=click.FloatRange(min=0),
               help="Leave regions smaller than this unlabelled (tags: classes with fewer pixels untagged): "
                    "pixels, or below 1 a fraction of the image  [default: 0.001 for coarse, 0.0002 otherwise]")

@@ -362,21 +362,32 @@ def simulate_coarse(regions: Regions, margin: float = 0.25) -> np.ndarray:
     return weak
 
 
-def simulate_boxes(regions: Regions, preset: ClassPreset) -> Boxes:
+def simulate_boxes(regions: Regions, preset: ClassPreset, rng: np.random.Generator | None = None,
+                   jitter: float = 0.0) -> Boxes:
     """One tight box per region (each instance; each piece of a class without instances), none for
-    the preset's background class."""
+    the preset's background class. ``jitter`` > 0 (needs ``rng``): each side moves by a uniform draw
+    in +-``jitter`` times the box's width (left, right) or height (top, bottom), rounded to pixels
+    and kept inside the image, as a hand-drawn box that is not pixel-tight."""
     boxes, classes = [], []
     for cls, (rows, cols) in zip(regions.region_class, regions.slices()):
         if preset.has_background and cls == 0:
             continue
         boxes.append((cols.start, rows.start, cols.stop - 1, rows.stop - 1))
         classes.append(int(cls))
-    return Boxes(regions.shape, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(classes, np.int32))
+    tight = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if jitter > 0 and len(tight):
+        width, height = tight[:, 2] - tight[:, 0] + 1, tight[:, 3] - tight[:, 1] + 1
+        moved = tight + np.rint(rng.uniform(-jitter, jitter, tight.shape) * np.stack([width, height] * 2, axis=1))
+        x0, x1 = np.sort(np.clip(moved[:, [0, 2]], 0, regions.shape[1] - 1), axis=1).T
+        y0, y1 = np.sort(np.clip(moved[:, [1, 3]], 0, regions.shape[0] - 1), axis=1).T
+        tight = np.stack([x0, y0, x1, y1], axis=1)
+    return Boxes(regions.shape, tight.astype(np.float32), np.asarray(classes, np.int32))
 
 
 def simulate_weak(kind: str, regions: Regions, rng: np.random.Generator, preset: ClassPreset,
                   points_per_region: int = 1, radius: float = 0, thickness: int | None = None,
-                  max_strokes: int = 1, scribble_style: str = "skeleton", margin: float = 0.25) -> np.ndarray | Boxes:
+                  max_strokes: int = 1, scribble_style: str = "skeleton", margin: float = 0.25,
+                  box_jitter: float = 0.0) -> np.ndarray | Boxes:
     """The weak label of ``kind`` (one of KINDS): an (H, W) uint8 map, or Boxes for ``boxes``.
     Each option applies to its own kind only (see the simulate_* functions)."""
     if kind == "points":
@@ -386,7 +397,7 @@ def simulate_weak(kind: str, regions: Regions, rng: np.random.Generator, preset:
     if kind == "coarse":
         return simulate_coarse(regions, margin)
     if kind == "boxes":
-        return simulate_boxes(regions, preset)
+        return simulate_boxes(regions, preset, rng, box_jitter)
     raise ValueError(f"unknown kind '{kind}'; expected one of {', '.join(KINDS)}")
 
 

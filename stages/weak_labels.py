@@ -33,7 +33,7 @@ KIND_OPTIONS = {
     "points": ("points_per_region", "radius"),
     "scribbles": ("thickness", "max_strokes", "scribble_style"),
     "coarse": ("margin",),
-    "boxes": (),
+    "boxes": ("box_jitter",),
     TAGS: (),
 }
 """The options of ``simulate_weak`` that each kind takes."""

@@ -184,6 +184,22 @@ def test_boxes_without_instances_are_per_piece_and_skip_background(sesam, voc_da
         assert (gt[y0: y1 + 1, x0: x1 + 1] == cls).any()
 
 
+def test_box_jitter_moves_each_side_within_its_share_of_the_box(sesam, voc_dataset, tmp_path, truth):
+    gt, _, _ = truth
+    tight, classes, _ = read_boxes(weak_of(sesam, simulate(sesam, voc_dataset, tmp_path / "t", "boxes")), VOC)
+    runs = [read_boxes(weak_of(sesam, simulate(sesam, voc_dataset, tmp_path / name, "boxes", "--box-jitter", "0.2",
+                                               "--seed", seed)), VOC)[0] for name, seed in (("a", "1"), ("b", "1"),
+                                                                                            ("c", "2"))]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert (runs[0] != runs[2]).any() and (runs[0] != tight).mean() > 0.5
+    size = np.tile(tight[:, 2:] - tight[:, :2] + 1, 2)
+    assert (np.abs(runs[0] - tight) <= np.ceil(0.2 * size)).all()
+    assert (runs[0][:, :2] <= runs[0][:, 2:]).all() and runs[0].min() >= 0
+    assert (runs[0][:, 2] < gt.shape[1]).all() and (runs[0][:, 3] < gt.shape[0]).all()
+    refused = sesam("simulate", "--kind", "points", "--box-jitter", "0.1", voc_dataset, "-o", tmp_path / "x", expect=2)
+    assert "--box-jitter applies to --kind boxes" in refused.stderr
+
+
 @pytest.mark.parametrize("kind", ["points", "scribbles"])
 def test_same_seed_same_label_other_seed_other_label(sesam, voc_dataset, tmp_path, kind):
     def run(name, seed):
