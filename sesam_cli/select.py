@@ -52,6 +52,9 @@ def _fraction(name: str, default: float, text: str) -> Any:
            "sesam, boxes: a hypothesis needs at least this fraction of itself inside its box.")
 @_fraction("--box-min-cover", DEFAULTS.sesam.box_min_cover,
            "sesam, boxes: a hypothesis must cover at least this fraction of its box.")
+@_fraction("--box-margin", DEFAULTS.sesam.box_margin,
+           "sesam, boxes: masks vote inside each box grown by this fraction of its size (0: tight boxes; "
+           "0.1 for loose, hand-drawn ones).")
 @_fraction("--min-vote-share", DEFAULTS.votes.min_vote_share,
            "A pixel takes the winning class only when its share of the votes exceeds this.")
 @click.option("--size-exponent", type=click.FloatRange(0), default=DEFAULTS.votes.size_exponent, show_default=True,
@@ -71,7 +74,7 @@ def _fraction(name: str, default: float, text: str) -> Any:
 def select(stream: PerImageStream, preset: ClassPreset, strategy: str, unclaimed: str,
            confidence_dir: str | None, instances_path: str | None, other_tolerance: float, other_limit: float,
            tie_margin: float, overlap_penalty: float, box_min_inside: float, box_min_cover: float,
-           min_vote_share: float, size_exponent: float, hypothesis: int, reference: bool, cam_inside: float,
+           box_margin: float, min_vote_share: float, size_exponent: float, hypothesis: int, reference: bool, cam_inside: float,
            cam_cover: float) -> None:
     """Choose SAM mask hypotheses that agree with the weak label and merge them into pseudo-labels.
 
@@ -94,7 +97,7 @@ def select(stream: PerImageStream, preset: ClassPreset, strategy: str, unclaimed
         raise click.BadParameter(f"the '{preset.name}' preset has no background class", param_hint="--unclaimed")
     labeller = PseudoLabeller(preset, SelectParams(
         strategy, SesamParams(other_tolerance, other_limit, tie_margin, overlap_penalty,
-                              box_min_inside=box_min_inside, box_min_cover=box_min_cover),
+                              box_min_inside=box_min_inside, box_min_cover=box_min_cover, box_margin=box_margin),
         VoteParams(min_vote_share, size_exponent), hypothesis, cam_inside, cam_cover, unclaimed, reference),
         collect_instances=bool(instances_path))
     companions = {"confidence": (confidence_dir, ".png")} if confidence_dir else {}

@@ -78,6 +78,9 @@ class SesamParams:
       times over all sets (0: each set keeps its candidate of highest predicted IoU).
     - ``box_min_inside`` / ``box_min_cover``: boxes source: a hypothesis needs at least this fraction
       of itself inside its box, and must cover at least this fraction of the box.
+    - ``box_margin``: boxes source: masks vote (and boxes are filled) inside each box grown by this
+      fraction of its width and height on every side (0: the boxes are tight; loose, hand-drawn
+      boxes: 0.1).
     """
 
     other_tolerance: float = 0.2
@@ -87,6 +90,7 @@ class SesamParams:
     settle_passes: int = 2
     box_min_inside: float = 0.8
     box_min_cover: float = 0.1
+    box_margin: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -385,10 +389,14 @@ def kept_classes(kept: np.ndarray, set_class: np.ndarray, hypotheses: int) -> np
     return hypothesis_class
 
 
-def set_boxes(component_box: np.ndarray, set_component: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def set_boxes(component_box: np.ndarray, set_component: np.ndarray, shape: tuple[int, int],
+              margin: float = 0.0) -> np.ndarray:
     """int64 (S, 4) XYXY (max inclusive): each prompt set's box, from ``component_box`` float (K, 4)
-    and ``set_component`` (S,) (1-based), rounded and kept inside an image of ``shape`` (H, W)."""
+    and ``set_component`` (S,) (1-based), rounded, grown on every side by ``margin`` times its width
+    (left, right) or height (top, bottom), rounded up, and kept inside an image of ``shape`` (H, W)."""
     boxes = np.rint(np.asarray(component_box, np.float64).reshape(-1, 4)[set_component - 1]).astype(np.int64)
+    size = np.tile(boxes[:, 2:] - boxes[:, :2] + 1, 2)
+    boxes += np.ceil(margin * size).astype(np.int64) * np.array([-1, -1, 1, 1])
     return np.clip(boxes, 0, [shape[1] - 1, shape[0] - 1, shape[1] - 1, shape[0] - 1])
 
 
@@ -421,7 +429,8 @@ def select_sesam(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, set_
     ``refine`` calls this with a network prediction as the (dense) weak label.
     """
     kept = choose_sesam(masks, iou, set_class, set_component, weak_label, component_map, params, component_box)
-    boxes = None if component_box is None else set_boxes(component_box, set_component, weak_label.shape)
+    boxes = (None if component_box is None
+             else set_boxes(component_box, set_component, weak_label.shape, params.box_margin))
     return merge_kept(masks, iou, set_class, kept, weak_label, votes, unclaimed, background_class, boxes)
 
 

@@ -127,6 +127,19 @@ def test_box_masks_vote_only_inside_their_box():
     (car,) = instances(spilling, np.array([[0.9]]), selection, np.array([1]))
     np.testing.assert_array_equal(car.mask, CAR)
     assert set_boxes(np.array([[-3.2, 4.6, 80, 50]]), np.array([1]), (H, W)).tolist() == [[0, 5, W - 1, H - 1]]
+    assert set_boxes(np.array([[10, 10, 29, 19]]), np.array([1]), (H, W), margin=0.1).tolist() == [[8, 9, 31, 20]]
+
+
+def test_a_box_margin_lets_masks_reach_past_a_box_drawn_too_small():
+    small_box = np.array([[5, 10, 21, 29]], np.float32)
+    components = decompose_boxes(small_box, np.array([7]), (H, W))
+    masks, iou = np.stack([CAR] * 4)[None], np.full((1, 4), 0.9, np.float32)
+    tight = select_sesam(masks, iou, np.array([7]), np.array([1]), components.weak_label, components.component_map,
+                         component_box=components.component_box, unclaimed="ignore")
+    assert (tight.label[CAR] == 7).mean() == pytest.approx(17 / 20)
+    loose = select_sesam(masks, iou, np.array([7]), np.array([1]), components.weak_label, components.component_map,
+                         SesamParams(box_margin=0.4), components.component_box, unclaimed="ignore")
+    assert (loose.label[CAR] == 7).all() and (loose.label[~CAR] == 255).all()
 
 
 def test_undecided_box_pixels_take_the_nearest_boxed_class():
