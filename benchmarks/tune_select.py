@@ -6,13 +6,16 @@ bench_quality.py makes a rerun take minutes), each row changes one setting of th
 prints the pseudo-label mIoU (unlabelled pixels wrong) per weak-label kind, next to Jiang & Yang's
 recipe for scale; the ``boxes:`` rows take the defaults' choice apart on boxes (whether masks vote
 only inside their box, and how the boxes' undecided pixels are filled); the last rows change the
-prompts: the negatives of skeleton points and boxes, and the boxes' iterative input.
+prompts: the negatives of skeleton points and boxes, and the boxes' iterative input. ``--box-jitter F``
+scores the same rows on boxes that are not pixel-tight (each side moved by up to F of the box's
+size, ``simulate --box-jitter``): the ``box_margin`` rows are for them.
 ``--background-proxy`` scores the ``--unclaimed`` rules on a stand-in for presets
 with a background class: CamVid's stuff classes (sky, building, road, sidewalk, tree, fence) merged
 into one background class, its things (pole, sign, car, pedestrian, bicyclist) kept; the same weak
 labels and masks, classes mapped.
 
-Usage: .venv/bin/python benchmarks/tune_select.py --masks-cache DIR [--limit N] [--background-proxy]
+Usage: .venv/bin/python benchmarks/tune_select.py --masks-cache DIR [--limit N] [--kinds K,...] [--box-jitter F]
+       [--background-proxy]
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ VARIANTS = {
     "min_vote_share 0.4": (DEFAULTS, replace(VOTES, min_vote_share=0.4), "auto"),
     "min_vote_share 0.6": (DEFAULTS, replace(VOTES, min_vote_share=0.6), "auto"),
     "unclaimed nearest": (DEFAULTS, VOTES, "nearest"),
+    "box_margin 0.05": (replace(DEFAULTS, box_margin=0.05), VOTES, "auto"),
+    "box_margin 0.1 (loose boxes)": (replace(DEFAULTS, box_margin=0.1), VOTES, "auto"),
 }
 BOX_MERGES = ("boxes: votes not clipped to the box, undecided 255", "boxes: clipped, undecided 255",
               "boxes: clipped, the nearest boxed class (no other hypotheses' votes)",
@@ -96,6 +101,8 @@ def main() -> None:
     parser.add_argument("--masks-cache", default=None, help="bench_quality.py's SAM output cache")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated weak-label kinds")
     parser.add_argument("--limit", type=int, default=None, help="at most N photos (quick runs)")
+    parser.add_argument("--box-jitter", type=float, default=0.0,
+                        help="boxes not pixel-tight: each side moved by up to this fraction of the box (simulate's)")
     parser.add_argument("--background-proxy", action="store_true",
                         help="score the --unclaimed rules with CamVid's stuff merged into a background class")
     args = parser.parse_args()
@@ -110,7 +117,7 @@ def main() -> None:
     recipes = RECIPES if args.background_proxy else {**RECIPES, **PROMPTING}
     counts: dict = {}
     for index, example in enumerate(examples, start=1):
-        for kind, ctx in contexts(example, kinds, backend, embeddings, cache, "ignore", recipes):
+        for kind, ctx in contexts(example, kinds, backend, embeddings, cache, "ignore", recipes, args.box_jitter):
             gt, weak, sam, background, num_classes = ctx.gt, ctx.weak, ctx.sam, None, example.preset.num_classes
             if args.background_proxy:
                 table = proxy_lookup(example.preset.classes)
