@@ -10,9 +10,9 @@ and its ``component_map`` int32 (H, W) (0 = none, k = component k). Strategies:
 - ``sesam`` (:func:`select_sesam`): per prompt set, reject hypotheses that cover other classes'
   labelled pixels beyond a tolerance; the rest within ``tie_margin`` of the best coverage of the
   set's own component are candidates (for a boxes source: hypotheses mostly inside the box that
-  cover a good part of it; they vote only inside their box). Candidates are settled jointly over all sets, so that the chosen masks
-  of different classes overlap least and cover most (a click is covered by every hypothesis alike:
-  this is what decides for clicks).
+  cover a good part of it; they vote only inside their box). Candidates are settled jointly over
+  all sets, so that the chosen masks of different classes overlap least and cover most (a click is
+  covered by every hypothesis alike: this is what decides for clicks).
 - ``jiang`` (:func:`select_fixed`): Jiang & Yang 2023, one fixed hypothesis index per set (theirs: 3).
 - ``cam-merge`` (:func:`select_cam_merge`): Chen et al. 2023, automatic-mode masks given to the
   (foreground) class of a CAM pseudo-label map they lie in (over half of the mask) or cover (at
