@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import IGNORE_INDEX
-from .io.boxes import read_boxes
+from .io.boxes import pixel_boxes, read_boxes
 from .io.artifacts import provenance
 from .io.components import STAGE, Components, write_components
 from .io.images import image_size, read_label
@@ -174,9 +174,7 @@ def decompose_boxes(boxes: np.ndarray, classes: np.ndarray, image_size: tuple[in
     classes = np.asarray(classes, dtype=np.int32).reshape(-1)
     if classes.shape[0] != boxes.shape[0]:
         raise ValueError(f"{boxes.shape[0]} boxes but {classes.shape[0]} classes")
-    pixels = np.rint(boxes).astype(np.int64)
-    pixels[:, [0, 2]] = np.clip(pixels[:, [0, 2]], 0, width - 1)
-    pixels[:, [1, 3]] = np.clip(pixels[:, [1, 3]], 0, height - 1)
+    pixels = pixel_boxes(boxes, image_size)
     area = ((pixels[:, 2] - pixels[:, 0] + 1).clip(0) * (pixels[:, 3] - pixels[:, 1] + 1).clip(0))
     component_map = np.zeros((height, width), np.int32)
     for index in np.argsort(-area, kind="stable"):

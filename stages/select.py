@@ -36,6 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import IGNORE_INDEX
+from .io.boxes import pixel_boxes
 from .io.components import read_components
 from .errors import SesamInputError
 from .io.images import read_label
@@ -270,16 +271,16 @@ def _tied(valid: np.ndarray, coverage: np.ndarray, tie_margin: float) -> np.ndar
     return valid & (coverage >= best - tie_margin)
 
 
-def _candidates_in_boxes(masks: np.ndarray, area: np.ndarray, set_component: np.ndarray,
-                         component_box: np.ndarray, params: SesamParams) -> np.ndarray:
-    """The box rule of :func:`choose_sesam`: mostly inside the box, covering a good part of it,
-    within ``tie_margin`` of the best box coverage. bool (S, M)."""
+def _candidates_in_boxes(masks: np.ndarray, area: np.ndarray, set_box: np.ndarray,
+                         params: SesamParams) -> np.ndarray:
+    """The box rule of :func:`choose_sesam`: mostly inside the box (``set_box`` int (S, 4), see
+    :func:`set_boxes`), covering a good part of it, within ``tie_margin`` of the best box coverage.
+    bool (S, M)."""
     inside = np.zeros(area.shape, np.float64)
-    box_area = np.ones(area.shape[0], np.float64)
+    box_area = ((set_box[:, 2] - set_box[:, 0] + 1) * (set_box[:, 3] - set_box[:, 1] + 1)).astype(np.float64)
     for s in range(masks.shape[0]):
-        x0, y0, x1, y1 = (int(round(v)) for v in component_box[set_component[s] - 1])
-        box_area[s] = (x1 - x0 + 1) * (y1 - y0 + 1)
-        inside[s] = masks[s, :, y0:y1 + 1, x0:x1 + 1].sum(axis=(1, 2))
+        rows, columns = box_window(set_box[s])
+        inside[s] = masks[s, :, rows, columns].sum(axis=(1, 2))
     valid = ((area > 0) & (inside >= params.box_min_inside * area)
              & (inside >= params.box_min_cover * box_area[:, None]))
     return _tied(valid, inside / box_area[:, None], params.tie_margin)
@@ -373,7 +374,8 @@ def choose_sesam(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, set_
     flat_masks = flat_view(masks)  # also for S = 0 (no prompt set); a MaskStack is read a set at a time
     area = mask_areas(masks)
     if component_box is not None:
-        candidates = _candidates_in_boxes(masks, area, set_component, component_box, params)
+        candidates = _candidates_in_boxes(masks, area, set_boxes(component_box, set_component, masks.shape[-2:]),
+                                          params)
     else:
         candidates = _candidates_from_labels(flat_masks, area, set_class, set_component, weak_label, component_map,
                                              params)
@@ -394,10 +396,9 @@ def set_boxes(component_box: np.ndarray, set_component: np.ndarray, shape: tuple
     """int64 (S, 4) XYXY (max inclusive): each prompt set's box, from ``component_box`` float (K, 4)
     and ``set_component`` (S,) (1-based), rounded, grown on every side by ``margin`` times its width
     (left, right) or height (top, bottom), rounded up, and kept inside an image of ``shape`` (H, W)."""
-    boxes = np.rint(np.asarray(component_box, np.float64).reshape(-1, 4)[set_component - 1]).astype(np.int64)
+    boxes = pixel_boxes(component_box, shape)[np.asarray(set_component, np.int64) - 1]
     size = np.tile(boxes[:, 2:] - boxes[:, :2] + 1, 2)
-    boxes += np.ceil(margin * size).astype(np.int64) * np.array([-1, -1, 1, 1])
-    return np.clip(boxes, 0, [shape[1] - 1, shape[0] - 1, shape[1] - 1, shape[0] - 1])
+    return pixel_boxes(boxes + np.ceil(margin * size).astype(np.int64) * np.array([-1, -1, 1, 1]), shape)
 
 
 def merge_kept(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, kept: np.ndarray,

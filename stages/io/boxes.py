@@ -28,6 +28,14 @@ class Boxes:
     classes: np.ndarray
 
 
+def pixel_boxes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """int64 (N, 4): XYXY ``boxes`` (N, 4) (inclusive maxima) rounded to pixels and kept inside an
+    image of ``image_size`` (H, W)."""
+    height, width = image_size
+    pixels = np.rint(np.asarray(boxes, np.float64).reshape(-1, 4)).astype(np.int64)
+    return np.clip(pixels, 0, [width - 1, height - 1, width - 1, height - 1])
+
+
 def write_boxes(path: str | os.PathLike, boxes: Boxes, meta: Mapping[str, Any] | None = None) -> None:
     """Atomically write boxes as JSON (docs/FORMATS.md), with provenance ``meta`` under ``sesam``.
     :func:`read_boxes` reads it back."""
