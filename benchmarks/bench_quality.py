@@ -100,14 +100,14 @@ class Recipe:
     iterative: bool = False
     box_negatives: int | None = None
     box_iterative: bool | None = None
+    spacing: float | None = None
+    max_points: int | None = None
 
     def iterative_for(self, components: Components) -> bool:
         """Iterative input for ``components``' sets: ``box_iterative`` for a boxes source, if given."""
         if components.source == "boxes" and self.box_iterative is not None:
             return self.box_iterative
         return self.iterative
-    spacing: float | None = None
-    max_points: int | None = None
 
     def prompts(self, components: Components):
         """The prompt sets for ``components``; a boxes source gets ``--strategy box`` (except the naive

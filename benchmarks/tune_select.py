@@ -81,18 +81,23 @@ def proxy_lookup(classes: tuple[str, ...]) -> np.ndarray:
     return table
 
 
-def box_merge(row: str, data: dict[str, np.ndarray], ctx) -> np.ndarray:
-    """The pseudo-label of the defaults' choice, merged as the BOX_MERGES ``row`` says (no background)."""
+def box_merges(data: dict[str, np.ndarray], ctx) -> dict[str, np.ndarray]:
+    """BOX_MERGES row -> the pseudo-label of the defaults' choice merged as the row says (no background);
+    without boxes, every row is the defaults' merge with undecided pixels left 255."""
     kept = choose_sesam(data["masks"], data["iou_predictions"], data["set_class"], data["set_component"], ctx.weak,
                         ctx.components.component_map, DEFAULTS, ctx.boxes)
     boxes = None if ctx.boxes is None else set_boxes(ctx.boxes, data["set_component"], ctx.weak.shape)
-    label = merge_kept(data["masks"], data["iou_predictions"], data["set_class"], kept, ctx.weak, VOTES, "ignore",
-                       set_box=None if row == BOX_MERGES[0] else boxes).label
-    if boxes is None or row in BOX_MERGES[:2]:
-        return label
-    if row == BOX_MERGES[2]:
-        return fill_in_boxes(label, boxes, data["set_class"])
-    return np.where(label == 255, weak_alone(ctx.components, ctx.weak), label).astype(np.uint8)
+
+    def merged(set_box: np.ndarray | None) -> np.ndarray:
+        return merge_kept(data["masks"], data["iou_predictions"], data["set_class"], kept, ctx.weak, VOTES, "ignore",
+                          set_box=set_box).label
+
+    clipped = merged(boxes)
+    if boxes is None:
+        return dict.fromkeys(BOX_MERGES, clipped)
+    smallest_box = np.where(clipped == 255, weak_alone(ctx.components, ctx.weak), clipped).astype(np.uint8)
+    return dict(zip(BOX_MERGES, (merged(None), clipped, fill_in_boxes(clipped, boxes, data["set_class"]),
+                                 smallest_box)))
 
 
 def main() -> None:
@@ -124,11 +129,12 @@ def main() -> None:
                 table = proxy_lookup(example.preset.classes)
                 gt, weak, background, num_classes = table[gt], table[weak], 0, 1 + len(example.preset.classes) - len(STUFF)
                 sam = {row: {**data, "set_class": table[data["set_class"]].astype(np.int32)} for row, data in sam.items()}
+            merges = {} if args.background_proxy else box_merges(sam["sesam"], ctx)
             for row in rows[0]:
                 for unclaimed in rows[1]:
                     fill = {"unclaimed": unclaimed, "background_class": background}
-                    if row in BOX_MERGES:
-                        label = box_merge(row, sam["sesam"], ctx)
+                    if row in merges:
+                        label = merges[row]
                     elif row in ("naive", "jiang"):
                         data = sam[row]
                         label = select_fixed(data["masks"], data["iou_predictions"], data["set_class"], weak,
