@@ -119,8 +119,9 @@ class WeakLabelSimulator:
         try:
             stage.run(records, self.simulate)
         finally:
-            if self.summary():
-                log.info("simulate: %s", self.summary())
+            summary = self.summary()
+            if summary:
+                log.info("simulate: %s", summary)
 
     def summary(self) -> str | None:
         """A line on what was made: the average number of tags or labelled fraction; None if nothing."""
