@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from .cam import DEFAULT_BG_THRESHOLD, cam_label, normalise_cams
-from .errors import SesamInputError, SesamUsageError
+from .errors import SesamInputError
 from .io.artifacts import is_current, provenance, stored_provenance
 from .io.atomic import sha256_of_file
 from .io.cams import STAGE, ClassActivationMaps, read_cams, write_cams
@@ -26,7 +26,7 @@ from .io.images import read_image, write_label
 from .io.tags import read_tags, read_tags_csv
 from .per_image import PerImageStream
 from .presets import ClassPreset
-from .records import Record, index_images, read_jsonl, read_records, require
+from .records import Record, index_images, read_jsonl, read_records, require, with_images
 from .tags import class_outputs, tag_classes
 from .train import recipe
 
@@ -67,12 +67,7 @@ def training_records(records_file: str | None, tags: TagSource, images_dir: str 
     else:
         return list(read_records([], "image", images_dir, strip_suffixes))
     if images_dir:
-        photos = index_images(images_dir, strip_suffixes)
-        for record in records:
-            if "image" not in record:
-                if record["id"] not in photos:
-                    raise SesamUsageError(f"no photo named '{record['id']}.*' under {images_dir}", "--images")
-                record["image"] = photos[record["id"]]
+        return list(with_images(records, index_images(images_dir, strip_suffixes), images_dir))
     return records
 
 

@@ -298,7 +298,7 @@ def read_records(inputs: Iterable[str], key: str, images_dir: str | None = None,
     records = records_from_lines(stdin)
     if ids is not None:
         records = _listed(records, ids)
-    return _with_images(records, images, images_dir)
+    return with_images(records, images, images_dir)
 
 
 def _listed(records: Iterable[Record], ids: IdList) -> Iterator[Record]:
@@ -313,7 +313,10 @@ def _listed(records: Iterable[Record], ids: IdList) -> Iterator[Record]:
         log.warning("%s: %s", ids.path, problem)
 
 
-def _with_images(records: Iterable[Record], images: dict[str, str] | None, images_dir: str | None) -> Iterator[Record]:
+def with_images(records: Iterable[Record], images: dict[str, str] | None, images_dir: str | None) -> Iterator[Record]:
+    """``records``, each without an 'image' given its photo from ``images`` (id -> path, see
+    :func:`index_images` of ``images_dir``; None: left as they are); a record with no photo there is a
+    SesamUsageError."""
     for rec in records:
         if images is not None and "image" not in rec:
             if rec["id"] not in images:
