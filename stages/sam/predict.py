@@ -5,7 +5,9 @@ Prompt sets are ``stages.io.prompts.PromptSets`` (the ``prompts`` HDF5 of docs/F
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
@@ -13,7 +15,7 @@ import numpy as np
 from ..errors import SesamInputError
 from ..io.prompts import PromptSets
 from ..io.embeddings import Embedding
-from ..io.masks import writing_masks
+from ..io.masks import STAGE, open_masks, writing_masks
 from .base import PromptBatch, SamBackend
 
 
@@ -63,7 +65,7 @@ def predict_prompt_sets(backend: SamBackend, embedding: Embedding, prompts: Prom
                         multimask: bool = True, iterative: bool = False,
                         source: str | None = None) -> dict[str, np.ndarray]:
     """Decode every prompt set against ``embedding``; the ``masks`` HDF5 datasets of docs/FORMATS.md,
-    in memory (S x M x H x W bytes of masks: :func:`write_prompt_set_masks` for large photos).
+    in memory (S x M x H x W bytes of masks: :func:`decoded_masks` or :func:`write_prompt_set_masks` for large photos).
 
     Returns ``masks`` bool (S, M, H, W), ``iou_predictions`` and ``stability_scores`` float32 (S, M),
     ``set_component`` and ``set_class`` int32 (S,), with M = 4 (``multimask``) or 1 (hypothesis 0).
@@ -88,6 +90,26 @@ def write_prompt_set_masks(path: str | os.PathLike, backend: SamBackend, embeddi
     size = embedding.original_size
     with writing_masks(path, prompts.count, 4 if multimask else 1, size, attrs) as (writer, others):
         others.update(_decode_all(backend, embedding, prompts, multimask, iterative, source, writer.write))
+
+
+IN_MEMORY_MASK_BYTES = 1 << 30
+""":func:`decoded_masks` holds an image's mask stack (S x M x H x W bytes) in memory up to this size."""
+
+
+@contextlib.contextmanager
+def decoded_masks(backend: SamBackend, embedding: Embedding, prompts: PromptSets, multimask: bool = True,
+                  iterative: bool = False, source: str | None = None) -> Iterator[dict[str, Any]]:
+    """:func:`predict_prompt_sets` for any photo size: yields its datasets, in memory when the stack
+    takes at most ``IN_MEMORY_MASK_BYTES``, else with ``masks`` a :class:`~stages.io.masks.MaskStack` over
+    a temporary file (``tempfile``'s directory) that is removed when the block ends."""
+    height, width = embedding.original_size
+    if prompts.count * (4 if multimask else 1) * height * width <= IN_MEMORY_MASK_BYTES:
+        yield predict_prompt_sets(backend, embedding, prompts, multimask, iterative, source)
+        return
+    with tempfile.TemporaryDirectory(prefix="sesam-masks-") as scratch:
+        path = os.path.join(scratch, "masks.h5")
+        write_prompt_set_masks(path, backend, embedding, prompts, {"stage": STAGE}, multimask, iterative, source)
+        yield open_masks(path)
 
 
 def _decode_all(backend: SamBackend, embedding: Embedding, prompts: PromptSets, multimask: bool, iterative: bool,
