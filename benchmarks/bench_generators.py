@@ -8,6 +8,7 @@ with unlabelled pixels counted wrong) for each:
 
 - ``points r3``: clicks as discs of radius 3 (``--radius 3``);
 - ``points x3``: three clicks per object or region (``--points-per-region 3``);
+- ``points anywhere``: clicks anywhere in the region, near its edges too (``--click-depth 0``);
 - ``scribbles thick 9``: strokes 9 px wide (``--thickness 9``);
 - ``scribbles 3 strokes``: up to three strokes per region (``--max-strokes 3``);
 - ``coarse 15px``: masks shrunk by 15 px (``--margin 15``);
@@ -39,6 +40,7 @@ from stages.select import SesamParams, VoteParams
 VARIANTS = {
     "points r3": ("points", {"radius": 3}),
     "points x3": ("points", {"points_per_region": 3}),
+    "points anywhere": ("points", {"click_depth": 0.0}),
     "scribbles thick 9": ("scribbles", {"thickness": 9}),
     "scribbles 3 strokes": ("scribbles", {"max_strokes": 3}),
     "coarse 15px": ("coarse", {"margin": 15}),

@@ -41,6 +41,10 @@ def _refuse_foreign_options(ctx: click.Context, kind: str) -> None:
 @click.option("--radius", default=float(default_of(simulate_weak, "radius")), show_default=True,
               type=click.FloatRange(min=0),
               help="points: each click is a disc of this radius in pixels (0 = a single pixel).")
+@click.option("--click-depth", default=default_of(simulate_weak, "click_depth"), show_default=True,
+              type=click.FloatRange(0, 1),
+              help="points: clicks lie where the distance to the region's boundary is at least this fraction "
+                   "of the region's largest (0: anywhere inside, near edges too; 1: the deepest pixels).")
 @click.option("--thickness", type=click.IntRange(min=1),
               help="scribbles: stroke width in pixels  [default: 3 per 500 px of the image's longest side]")
 @click.option("--max-strokes", default=default_of(simulate_weak, "max_strokes"), show_default=True,

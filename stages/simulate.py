@@ -150,15 +150,16 @@ def _spread_clicks(candidates: np.ndarray, count: int, rng: np.random.Generator)
 
 
 def simulate_points(regions: Regions, rng: np.random.Generator, points_per_region: int = 1,
-                    radius: float = 0) -> np.ndarray:
+                    radius: float = 0, click_depth: float = 0.5) -> np.ndarray:
     """Clicks: ``points_per_region`` per region in its interior, each a disc of ``radius`` pixels
-    (0 = one pixel). Interior = the pixels at least half the region's largest distance from its
-    boundary; the first click is random among them, the others spread out (farthest first).
+    (0 = one pixel). Interior = the pixels whose distance from the region's boundary is at least
+    ``click_depth`` times the region's largest such distance (0: any pixel of the region; 1: its
+    deepest pixels); the first click is random among them, the others spread out (farthest first).
     Returns the weak label (H, W) uint8, 255 elsewhere."""
     weak = np.full(regions.shape, IGNORE_INDEX, np.uint8)
     for cls, bounds, mask in regions.crops():
         distance = ndimage.distance_transform_edt(mask)
-        candidates = np.argwhere(distance >= 0.5 * distance.max())
+        candidates = np.argwhere(distance >= max(click_depth * distance.max(), 1))
         clicks = _spread_clicks(candidates, points_per_region, rng)
         _paste(weak, bounds, _discs(mask.shape, clicks, radius) & mask, cls)
     return weak
@@ -385,13 +386,13 @@ def simulate_boxes(regions: Regions, preset: ClassPreset, rng: np.random.Generat
 
 
 def simulate_weak(kind: str, regions: Regions, rng: np.random.Generator, preset: ClassPreset,
-                  points_per_region: int = 1, radius: float = 0, thickness: int | None = None,
-                  max_strokes: int = 1, scribble_style: str = "skeleton", margin: float = 0.25,
-                  box_jitter: float = 0.0) -> np.ndarray | Boxes:
+                  points_per_region: int = 1, radius: float = 0, click_depth: float = 0.5,
+                  thickness: int | None = None, max_strokes: int = 1, scribble_style: str = "skeleton",
+                  margin: float = 0.25, box_jitter: float = 0.0) -> np.ndarray | Boxes:
     """The weak label of ``kind`` (one of KINDS): an (H, W) uint8 map, or Boxes for ``boxes``.
     Each option applies to its own kind only (see the simulate_* functions)."""
     if kind == "points":
-        return simulate_points(regions, rng, points_per_region, radius)
+        return simulate_points(regions, rng, points_per_region, radius, click_depth)
     if kind == "scribbles":
         return simulate_scribbles(regions, rng, thickness, max_strokes, scribble_style)
     if kind == "coarse":

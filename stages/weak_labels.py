@@ -30,7 +30,7 @@ TAGS = "tags"
 """Image-level labels (stages.tags): a JSON file per image, not a label map."""
 ALL_KINDS = KINDS + (TAGS,)
 KIND_OPTIONS = {
-    "points": ("points_per_region", "radius"),
+    "points": ("points_per_region", "radius", "click_depth"),
     "scribbles": ("thickness", "max_strokes", "scribble_style"),
     "coarse": ("margin",),
     "boxes": ("box_jitter",),

@@ -14,7 +14,8 @@ from scipy import ndimage
 from stages.io.boxes import read_boxes
 from stages.io.images import read_label, read_single_channel, write_label
 from stages.presets import get_preset
-from stages.simulate import class_regions, default_thickness, image_rng, label_regions, simulate_scribbles
+from stages.simulate import (class_regions, default_thickness, image_rng, label_regions, simulate_scribbles,
+                             simulate_weak)
 from stages.weak_labels import WeakLabelSimulator
 
 VOC = get_preset("voc")
@@ -333,3 +334,34 @@ def test_one_image_is_one_call_from_python(tmp_path):
     weak = read_label(tmp_path / "weak.png", voc)
     assert (weak == 1).sum() == 2 and (weak == 0).sum() == 2 and (gt[weak == 1] == 1).all()
     assert simulator.fractions == [4 / gt.size] and simulator.summary().startswith("points: ")
+
+
+def test_click_depth_puts_clicks_anywhere_inside_or_at_the_deepest_pixels(truth):
+    """--click-depth 0: clicks anywhere in their region (on a VOC photo's 20-odd regions, some near an
+    edge); 1: at each region's deepest pixels. Always inside the region."""
+    _gt, _, regions = truth
+    region_depth = {}
+    for index in range(1, len(regions) + 1):
+        region = regions.region_map == index
+        region_depth[index] = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    relative = {}
+    for click_depth in (0.0, 1.0):
+        depths = []
+        for seed in range(3):
+            weak = simulate_weak("points", regions, np.random.default_rng(seed), VOC, click_depth=click_depth)
+            for row, col in np.argwhere(weak != 255):
+                index = regions.region_map[row, col]
+                assert index > 0 and weak[row, col] == regions.region_class[index - 1]
+                depths.append(region_depth[index][row, col] / region_depth[index].max())
+        relative[click_depth] = np.array(depths)
+    assert relative[1.0].min() == 1.0
+    assert relative[0.0].min() < 0.25 and np.mean(relative[0.0] < 0.5) > 0.2
+
+
+def test_click_depth_on_the_command_line_changes_the_clicks(sesam, voc_dataset, tmp_path):
+    deep = read_label(weak_of(sesam, simulate(sesam, voc_dataset, tmp_path / "a", "points")), VOC)
+    anywhere = read_label(weak_of(sesam, simulate(sesam, voc_dataset, tmp_path / "b", "points", "--click-depth", "0")),
+                          VOC)
+    assert (deep != 255).sum() == (anywhere != 255).sum() and (deep != anywhere).any()
+    result = simulate(sesam, voc_dataset, tmp_path / "c", "points", "--click-depth", "1.5", expect=2)
+    assert "--click-depth" in result.output
