@@ -46,6 +46,7 @@ VARIANTS = {
     "tie_margin 0.02": (replace(DEFAULTS, tie_margin=0.02), VOTES, "auto"),
     "tie_margin 0.1": (replace(DEFAULTS, tie_margin=0.1), VOTES, "auto"),
     "overlap_penalty 3": (replace(DEFAULTS, overlap_penalty=3.0), VOTES, "auto"),
+    "overlap_penalty 10 (the earlier default)": (replace(DEFAULTS, overlap_penalty=10.0), VOTES, "auto"),
     "no joint settling (highest predicted IoU)": (replace(DEFAULTS, settle_passes=0), VOTES, "auto"),
     "size_exponent 0 (votes by predicted IoU only)": (DEFAULTS, replace(VOTES, size_exponent=0.0), "auto"),
     "size_exponent 0.5": (DEFAULTS, replace(VOTES, size_exponent=0.5), "auto"),

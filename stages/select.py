@@ -87,7 +87,7 @@ class SesamParams:
     other_tolerance: float = 0.2
     other_limit: float = 0.5
     tie_margin: float = 0.05
-    overlap_penalty: float = 10.0
+    overlap_penalty: float = 5.0
     settle_passes: int = 2
     box_min_inside: float = 0.8
     box_min_cover: float = 0.1
