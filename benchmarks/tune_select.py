@@ -8,14 +8,15 @@ recipe for scale; the ``boxes:`` rows take the defaults' choice apart on boxes (
 only inside their box, and how the boxes' undecided pixels are filled); the last rows change the
 prompts: the negatives of skeleton points and boxes, and the boxes' iterative input. ``--box-jitter F``
 scores the same rows on boxes that are not pixel-tight (each side moved by up to F of the box's
-size, ``simulate --box-jitter``): the ``box_margin`` rows are for them.
-``--background-proxy`` scores the ``--unclaimed`` rules on a stand-in for presets
-with a background class: CamVid's stuff classes (sky, building, road, sidewalk, tree, fence) merged
-into one background class, its things (pole, sign, car, pedestrian, bicyclist) kept; the same weak
-labels and masks, classes mapped.
+size, ``simulate --box-jitter``): the ``box_margin`` rows are for them. ``--click-depth F`` places
+clicks as ``simulate --click-depth`` does (0: anywhere in a region, near its edges too).
+``--background-proxy`` scores the ``--unclaimed`` rules and the overlap penalties on a stand-in for
+presets with a background class: CamVid's stuff classes (sky, building, road, sidewalk, tree, fence)
+merged into one background class, its things (pole, sign, car, pedestrian, bicyclist) kept; the same
+weak labels and masks, classes mapped.
 
 Usage: .venv/bin/python benchmarks/tune_select.py --masks-cache DIR [--limit N] [--kinds K,...] [--box-jitter F]
-       [--background-proxy]
+       [--click-depth F] [--background-proxy]
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ PROMPTING = {
 """Rows that change how SAM is prompted (new SAM outputs, selection defaults); a row for the
 skeleton's negatives leaves boxes as they are, and the other way round."""
 PROXY_UNCLAIMED = ("ignore", "background", "nearest")
+PROXY_VARIANTS = ("overlap_penalty 3", "overlap_penalty 10 (the earlier default)")
+"""The VARIANTS rows the background proxy scores too (select's default ``--unclaimed``)."""
 STUFF = ("sky", "building", "road", "sidewalk", "tree", "fence")
 
 
@@ -109,8 +112,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="at most N photos (quick runs)")
     parser.add_argument("--box-jitter", type=float, default=0.0,
                         help="boxes not pixel-tight: each side moved by up to this fraction of the box (simulate's)")
+    parser.add_argument("--click-depth", type=float, default=0.5,
+                        help="clicks at least this fraction of their region's depth inside it (simulate's)")
     parser.add_argument("--background-proxy", action="store_true",
-                        help="score the --unclaimed rules with CamVid's stuff merged into a background class")
+                        help="score the --unclaimed rules and the overlap penalties with CamVid's stuff merged into "
+                             "a background class")
     args = parser.parse_args()
     start = time.perf_counter()
     kinds = tuple(args.kinds.split(","))
@@ -118,47 +124,48 @@ def main() -> None:
     cache = MaskCache(args.masks_cache, backend.identity.sha256)
     embeddings = EmbeddingCache(embeddings_dir())
     examples = camvid_examples(args.camvid, "train")[:args.limit]
-    rows = ((["naive", "jiang", "sesam"], PROXY_UNCLAIMED) if args.background_proxy
-            else (["jiang"] + list(VARIANTS) + list(BOX_MERGES) + list(PROMPTING), ("auto",)))
+    if args.background_proxy:
+        rows = [(row, unclaimed) for row in ("naive", "jiang", "sesam") for unclaimed in PROXY_UNCLAIMED]
+        rows += [(row, "auto") for row in PROXY_VARIANTS]
+    else:
+        rows = [(row, "auto") for row in ["jiang", *VARIANTS, *BOX_MERGES, *PROMPTING]]
     recipes = RECIPES if args.background_proxy else {**RECIPES, **PROMPTING}
     counts: dict = {}
     for index, example in enumerate(examples, start=1):
         for kind, ctx in contexts(example, kinds, backend, embeddings, cache, "ignore", recipes,
-                                  {"box_jitter": args.box_jitter}):
+                                  {"box_jitter": args.box_jitter, "click_depth": args.click_depth}):
             gt, weak, sam, background, num_classes = ctx.gt, ctx.weak, ctx.sam, None, example.preset.num_classes
             if args.background_proxy:
                 table = proxy_lookup(example.preset.classes)
                 gt, weak, background, num_classes = table[gt], table[weak], 0, 1 + len(example.preset.classes) - len(STUFF)
                 sam = {row: {**data, "set_class": table[data["set_class"]].astype(np.int32)} for row, data in sam.items()}
             merges = {} if args.background_proxy else box_merges(sam["sesam"], ctx)
-            for row in rows[0]:
-                for unclaimed in rows[1]:
-                    fill = {"unclaimed": unclaimed, "background_class": background}
-                    if row in merges:
-                        label = merges[row]
-                    elif row in ("naive", "jiang"):
-                        data = sam[row]
-                        label = select_fixed(data["masks"], data["iou_predictions"], data["set_class"], weak,
-                                             0 if row == "naive" else 3, **fill).label
-                    else:
-                        params, votes, fill["unclaimed"] = (VARIANTS[row] if row in VARIANTS
-                                                            else (DEFAULTS, VOTES, unclaimed))
-                        data = sam[row if row in PROMPTING else "sesam"]
-                        label = select_sesam(data["masks"], data["iou_predictions"], data["set_class"],
-                                             data["set_component"], weak, ctx.components.component_map, params,
-                                             ctx.boxes, votes=votes, **fill).label
-                    key = (kind, row, unclaimed)
-                    counts[key] = counts.get(key, 0) + confusion_counts(label, gt, num_classes)
+            for row, unclaimed in rows:
+                fill = {"unclaimed": unclaimed, "background_class": background}
+                if row in merges:
+                    label = merges[row]
+                elif row in ("naive", "jiang"):
+                    data = sam[row]
+                    label = select_fixed(data["masks"], data["iou_predictions"], data["set_class"], weak,
+                                         0 if row == "naive" else 3, **fill).label
+                else:
+                    params, votes, fill["unclaimed"] = (VARIANTS[row] if row in VARIANTS
+                                                        else (DEFAULTS, VOTES, unclaimed))
+                    data = sam[row if row in PROMPTING else "sesam"]
+                    label = select_sesam(data["masks"], data["iou_predictions"], data["set_class"],
+                                         data["set_component"], weak, ctx.components.component_map, params,
+                                         ctx.boxes, votes=votes, **fill).label
+                key = (kind, row, unclaimed)
+                counts[key] = counts.get(key, 0) + confusion_counts(label, gt, num_classes)
         print(f"{index}/{len(examples)} {example.name} ({time.perf_counter() - start:.0f} s)", file=sys.stderr,
               flush=True)
-    title = "background proxy: --unclaimed" if args.background_proxy else "one setting changed"
+    title = "background proxy: --unclaimed, overlap penalties" if args.background_proxy else "one setting changed"
     print(f"\nCamVid train, tuning subset ({len(examples)} photos), {title}: mIoU %\n")
     print("| row | " + " | ".join(kinds) + " |\n|---|" + "---:|" * len(kinds))
-    for row in rows[0]:
-        for unclaimed in rows[1]:
-            name = f"{row}, {unclaimed}" if args.background_proxy else row
-            cells = " | ".join(f"{100 * Scores.from_confusion(counts[(k, row, unclaimed)]).miou:.1f}" for k in kinds)
-            print(f"| {name} | {cells} |")
+    for row, unclaimed in rows:
+        name = f"{row}, {unclaimed}" if args.background_proxy and row in ("naive", "jiang", "sesam") else row
+        cells = " | ".join(f"{100 * Scores.from_confusion(counts[(k, row, unclaimed)]).miou:.1f}" for k in kinds)
+        print(f"| {name} | {cells} |")
     print(f"\n{time.perf_counter() - start:.0f} s; command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
 
 
