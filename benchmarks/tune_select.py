@@ -137,8 +137,10 @@ def main() -> None:
             gt, weak, sam, background, num_classes = ctx.gt, ctx.weak, ctx.sam, None, example.preset.num_classes
             if args.background_proxy:
                 table = proxy_lookup(example.preset.classes)
-                gt, weak, background, num_classes = table[gt], table[weak], 0, 1 + len(example.preset.classes) - len(STUFF)
-                sam = {row: {**data, "set_class": table[data["set_class"]].astype(np.int32)} for row, data in sam.items()}
+                gt, weak, background = table[gt], table[weak], 0
+                num_classes = 1 + len(example.preset.classes) - len(STUFF)
+                sam = {row: {**data, "set_class": table[data["set_class"]].astype(np.int32)}
+                       for row, data in sam.items()}
             merges = {} if args.background_proxy else box_merges(sam["sesam"], ctx)
             for row, unclaimed in rows:
                 fill = {"unclaimed": unclaimed, "background_class": background}

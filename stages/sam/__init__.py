@@ -21,8 +21,8 @@ from .registry import BACKENDS, default_backend, load_backend
 from .transforms import stability_scores, upscale_logits
 
 __all__ = [
-    "BACKENDS", "DEFAULT_MODEL", "EmbeddingCache", "ModelIdentity", "OFFICIAL_CHECKPOINTS",
-    "PromptBatch", "SamBackend", "automatic_masks", "decoded_masks", "default_backend", "box_nms", "embeddings_dir", "fetch_model", "image_sha256",
-    "list_models", "load_backend", "mask_boxes", "point_grid", "predict_prompt_sets",
-    "sesam_home", "stability_scores", "upscale_logits", "write_prompt_set_masks",
+    "BACKENDS", "DEFAULT_MODEL", "EmbeddingCache", "ModelIdentity", "OFFICIAL_CHECKPOINTS", "PromptBatch",
+    "SamBackend", "automatic_masks", "decoded_masks", "default_backend", "box_nms", "embeddings_dir",
+    "fetch_model", "image_sha256", "list_models", "load_backend", "mask_boxes", "point_grid",
+    "predict_prompt_sets", "sesam_home", "stability_scores", "upscale_logits", "write_prompt_set_masks",
 ]

@@ -65,7 +65,8 @@ def predict_prompt_sets(backend: SamBackend, embedding: Embedding, prompts: Prom
                         multimask: bool = True, iterative: bool = False,
                         source: str | None = None) -> dict[str, np.ndarray]:
     """Decode every prompt set against ``embedding``; the ``masks`` HDF5 datasets of docs/FORMATS.md,
-    in memory (S x M x H x W bytes of masks: :func:`decoded_masks` or :func:`write_prompt_set_masks` for large photos).
+    in memory (S x M x H x W bytes of masks: :func:`decoded_masks` or :func:`write_prompt_set_masks`
+    for large photos).
 
     Returns ``masks`` bool (S, M, H, W), ``iou_predictions`` and ``stability_scores`` float32 (S, M),
     ``set_component`` and ``set_class`` int32 (S,), with M = 4 (``multimask``) or 1 (hypothesis 0).
