@@ -42,7 +42,7 @@ from .errors import SesamInputError
 from .io.images import read_label
 from .presets import ClassPreset
 from .io.coco import Instance
-from .io.masks import flat_view, mask_areas, open_masks
+from .io.masks import flat_view, open_masks
 from .records import Record, require
 
 STRATEGIES = ("sesam", "jiang", "cam-merge")
@@ -271,44 +271,51 @@ def _tied(valid: np.ndarray, coverage: np.ndarray, tie_margin: float) -> np.ndar
     return valid & (coverage >= best - tie_margin)
 
 
-def _candidates_in_boxes(masks: np.ndarray, area: np.ndarray, set_box: np.ndarray,
-                         params: SesamParams) -> np.ndarray:
+def _candidates_in_boxes(masks: np.ndarray, set_box: np.ndarray, params: SesamParams) -> np.ndarray:
     """The box rule of :func:`choose_sesam`: mostly inside the box (``set_box`` int (S, 4), see
     :func:`set_boxes`), covering a good part of it, within ``tie_margin`` of the best box coverage.
-    bool (S, M)."""
-    inside = np.zeros(area.shape, np.float64)
+    ``masks`` (S, M, H, W) are read a set at a time. bool (S, M)."""
+    area = np.zeros(masks.shape[:2], np.int64)
+    inside = np.zeros(masks.shape[:2], np.float64)
     box_area = ((set_box[:, 2] - set_box[:, 0] + 1) * (set_box[:, 3] - set_box[:, 1] + 1)).astype(np.float64)
     for s in range(masks.shape[0]):
-        rows, columns = box_window(set_box[s])
-        inside[s] = masks[s, :, rows, columns].sum(axis=(1, 2))
+        planes = masks[s]
+        area[s] = planes.reshape(planes.shape[0], -1).sum(axis=1)
+        inside[s] = planes[(slice(None), *box_window(set_box[s]))].sum(axis=(1, 2))
     valid = ((area > 0) & (inside >= params.box_min_inside * area)
              & (inside >= params.box_min_cover * box_area[:, None]))
     return _tied(valid, inside / box_area[:, None], params.tie_margin)
 
 
-def _candidates_from_labels(flat_masks: np.ndarray, area: np.ndarray, set_class: np.ndarray,
-                            set_component: np.ndarray, weak_label: np.ndarray, component_map: np.ndarray,
-                            params: SesamParams) -> np.ndarray:
+def _candidates_from_labels(flat_masks: np.ndarray, set_class: np.ndarray, set_component: np.ndarray,
+                            weak_label: np.ndarray, component_map: np.ndarray, params: SesamParams) -> np.ndarray:
     """The label rule of :func:`choose_sesam`, bool (S, M): hypotheses whose covered labelled pixels
     are at most ``other_tolerance`` other classes' (else the least mixed ones, up to ``other_limit``),
-    within ``tie_margin`` of the best coverage of the set's own component."""
-    count = flat_masks.shape[0]
+    within ``tie_margin`` of the best coverage of the set's own component. ``flat_masks`` (S, M, H*W)
+    are read a set at a time."""
+    count, hypotheses = flat_masks.shape[:2]
     components = int(component_map.max())
     flat_components = component_map.ravel()
     order = np.argsort(flat_components, kind="stable")
     starts = np.searchsorted(flat_components[order], np.arange(components + 2))
-    labelled = np.flatnonzero(weak_label.ravel() != IGNORE_INDEX)
-    labelled_class = weak_label.ravel()[labelled]
-    coverage = np.zeros(area.shape, np.float64)
-    other_share = np.ones(area.shape, np.float64)
+    flat_weak = weak_label.ravel()
+    labelled = np.flatnonzero(flat_weak != IGNORE_INDEX)
+    labelled = labelled[np.argsort(flat_weak[labelled], kind="stable")]  # grouped by class
+    labelled_classes, class_starts = np.unique(flat_weak[labelled], return_index=True)
+    area = np.zeros((count, hypotheses), np.int64)
+    coverage = np.zeros((count, hypotheses), np.float64)
+    other_share = np.ones((count, hypotheses), np.float64)
     for s in range(count):
-        component = int(set_component[s])
-        own = order[starts[component]:starts[component + 1]]
-        covered = flat_masks[s][:, labelled]
-        same = covered[:, labelled_class == set_class[s]].sum(axis=1)
-        other = covered[:, labelled_class != set_class[s]].sum(axis=1)
+        planes = flat_masks[s]
+        area[s] = planes.sum(axis=1)
+        own = order[starts[set_component[s]]:starts[set_component[s] + 1]]
+        coverage[s] = planes[:, own].sum(axis=1) / max(len(own), 1)
+        if labelled.size == 0:
+            continue
+        per_class = np.add.reduceat(planes[:, labelled], class_starts, axis=1, dtype=np.int64)  # (M, classes)
+        same = per_class[:, labelled_classes == set_class[s]].sum(axis=1)
+        other = per_class.sum(axis=1) - same
         other_share[s] = other / np.maximum(same + other, 1)
-        coverage[s] = flat_masks[s][:, own].sum(axis=1) / max(len(own), 1)
     usable = area > 0
     valid = usable & (other_share <= params.other_tolerance)
     least = np.where(usable, other_share, np.inf).min(axis=1, keepdims=True)
@@ -372,13 +379,10 @@ def choose_sesam(masks: np.ndarray, iou: np.ndarray, set_class: np.ndarray, set_
     """
     _check_shapes(masks, iou, set_class, weak_label)
     flat_masks = flat_view(masks)  # also for S = 0 (no prompt set); a MaskStack is read a set at a time
-    area = mask_areas(masks)
     if component_box is not None:
-        candidates = _candidates_in_boxes(masks, area, set_boxes(component_box, set_component, masks.shape[-2:]),
-                                          params)
+        candidates = _candidates_in_boxes(masks, set_boxes(component_box, set_component, masks.shape[-2:]), params)
     else:
-        candidates = _candidates_from_labels(flat_masks, area, set_class, set_component, weak_label, component_map,
-                                             params)
+        candidates = _candidates_from_labels(flat_masks, set_class, set_component, weak_label, component_map, params)
     return settle_ties(flat_masks, candidates, iou, set_class, params.overlap_penalty, params.settle_passes)
 
 

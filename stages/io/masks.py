@@ -159,16 +159,6 @@ def flat_view(masks: "MaskStack | np.ndarray") -> "FlatMasks | np.ndarray":
     return masks.flat
 
 
-def mask_areas(masks: "MaskStack | np.ndarray") -> np.ndarray:
-    """int64 (S, M): the pixel count of every hypothesis, read a set at a time."""
-    if isinstance(masks, np.ndarray):
-        return masks.reshape(masks.shape[0], masks.shape[1], -1).sum(axis=2)
-    areas = np.zeros(masks.shape[:2], np.int64)
-    for index in range(len(masks)):
-        areas[index] = masks[index].reshape(masks.shape[1], -1).sum(axis=1)
-    return areas
-
-
 def _check(path: str | os.PathLike, datasets: Mapping[str, Any]) -> None:
     missing = [name for name in DATASETS if name not in datasets]
     if missing:
