@@ -302,17 +302,20 @@ def _candidates_from_labels(flat_masks: np.ndarray, set_class: np.ndarray, set_c
     labelled = np.flatnonzero(flat_weak != IGNORE_INDEX)
     labelled = labelled[np.argsort(flat_weak[labelled], kind="stable")]  # grouped by class
     labelled_classes, class_starts = np.unique(flat_weak[labelled], return_index=True)
+    class_runs = list(zip(class_starts, np.append(class_starts[1:], labelled.size)))
     area = np.zeros((count, hypotheses), np.int64)
     coverage = np.zeros((count, hypotheses), np.float64)
-    other_share = np.ones((count, hypotheses), np.float64)
+    other_share = np.zeros((count, hypotheses), np.float64)  # no labelled pixel: none of another class
     for s in range(count):
         planes = flat_masks[s]
         area[s] = planes.sum(axis=1)
         own = order[starts[set_component[s]]:starts[set_component[s] + 1]]
         coverage[s] = planes[:, own].sum(axis=1) / max(len(own), 1)
-        if labelled.size == 0:
+        if not class_runs:
             continue
-        per_class = np.add.reduceat(planes[:, labelled], class_starts, axis=1, dtype=np.int64)  # (M, classes)
+        covered = planes[:, labelled]
+        per_class = np.stack([np.count_nonzero(covered[:, start:stop], axis=1) for start, stop in class_runs],
+                             axis=1)  # (M, classes)
         same = per_class[:, labelled_classes == set_class[s]].sum(axis=1)
         other = per_class.sum(axis=1) - same
         other_share[s] = other / np.maximum(same + other, 1)
