@@ -33,7 +33,7 @@ run "simulate and show per image" bench_simulate_show.py
 run "evaluate throughput" bench_evaluate.py
 run "Training speed and memory, with and without the teacher" bench_train.py
 run "The up-to-date check: cost per image of a rerun" bench_up_to_date.py
-run "Peak memory of sam-predict and select on a 24-megapixel photo" bench_memory.py --work "$OUT/memory"
+run "Peak memory of sam-predict, select and refine on a 24-megapixel photo" bench_memory.py --work "$OUT/memory" --refine
 
 {
     echo "# sesam benchmark report"
